@@ -1,0 +1,326 @@
+// A connection to one node through one driver. The host owns durable state (configs,
+// runtime records, events); the driver decides what each operation does in the world.
+// Local, embedded and (later) remote connections offer this same API.
+import { randomUUID } from 'node:crypto';
+import { readFile } from 'node:fs/promises';
+import { isAbsolute, join } from 'node:path';
+import { VirtkitError } from '../errors.js';
+import { ConfigValidator, type DomainConfig } from '../config/validate.js';
+import { EventHub, type EventListener } from '../events/hub.js';
+import { JobQueue, type JobInfo, type JobOptions } from '../jobs/jobs.js';
+import { defaultHost, Host, type HostOptions, type LoadedPlugin } from '../host.js';
+import { FileStore } from '../store/file-store.js';
+import { MemoryStore } from '../store/memory-store.js';
+import type { StateStore } from '../store/store.js';
+import type { DomainEvent, DomainInfo, DomainState, DomainStatus, DriverDescription, NodeInfo, OperationKind, OperationRequest, Outcome, StoredDomain } from '../types.js';
+import { parseUri, type ParsedUri } from './uri.js';
+
+export interface ConnectOptions {
+  /** The host to load plugins in (default: one per process). */
+  host?: Host;
+  /** Options for the default host, when `host` is not given. */
+  hostOptions?: HostOptions;
+  /** Keep this node's state here (a file store); default: the driver decides. */
+  stateDir?: string;
+}
+
+export interface DomainSummary {
+  name: string;
+  uuid?: string;
+  state: DomainState;
+  reason: DomainStatus['reason'];
+  persistent: boolean;
+}
+
+export interface Capabilities {
+  uri: string;
+  hostWorld: string;
+  driver: DriverDescription;
+  plugin: { name: string; version: string; world: string };
+}
+
+const NAME = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/;
+const INACTIVE: DomainState[] = ['shut-off', 'no-state'];
+const isActive = (d: StoredDomain) => !INACTIVE.includes(d.status.state) && !(d.status.state === 'crashed' && d.runtime === undefined);
+
+/** Which states each lifecycle operation may start from, and what to say otherwise. */
+const PRECONDITIONS: Partial<Record<OperationKind, { ok: (d: StoredDomain) => boolean; why: string }>> = {
+  start: { ok: (d) => !isActive(d), why: 'is already active' },
+  shutdown: { ok: (d) => d.status.state === 'running' || d.status.state === 'blocked', why: 'is not running' },
+  reboot: { ok: (d) => d.status.state === 'running' || d.status.state === 'blocked', why: 'is not running' },
+  reset: { ok: isActive, why: 'is not active' },
+  destroy: { ok: isActive, why: 'is not active' },
+  suspend: { ok: (d) => d.status.state === 'running' || d.status.state === 'blocked', why: 'is not running' },
+  resume: { ok: (d) => d.status.state === 'paused', why: 'is not paused' },
+};
+
+export class Connection {
+  private jobs = new JobQueue();
+  private validator = new ConfigValidator();
+  private node?: NodeInfo;
+  private closed = false;
+
+  private constructor(
+    readonly uri: ParsedUri,
+    private plugin: LoadedPlugin,
+    private store: StateStore,
+    private hub: EventHub,
+    private host: Host,
+    private ownsHost: boolean,
+  ) {}
+
+  static async open(uri: string, opts: ConnectOptions = {}): Promise<Connection> {
+    const parsed = parseUri(uri);
+    if (parsed.transport || parsed.host) {
+      throw new VirtkitError('NO_SUPPORT', `${uri}: remote connections need virtkitd and a transport plugin, not available yet; use ${parsed.driver}://${parsed.path}`);
+    }
+    const ownsHost = !opts.host && !!opts.hostOptions;
+    const host = opts.host ?? (opts.hostOptions ? await new Host(opts.hostOptions).init() : await defaultHost());
+    try {
+      const plugin = await host.plugins.forScheme(parsed.driver);
+      const perConnection = plugin.description.features.includes('per-connection-state');
+      const store: StateStore = opts.stateDir
+        ? await FileStore.open(opts.stateDir)
+        : perConnection
+          ? new MemoryStore()
+          : await FileStore.open(join(plugin.stateDir, 'nodes', parsed.path.replace(/^\/+/, '').replace(/\//g, '_') || 'default'));
+      const conn = new Connection(parsed, plugin, store, new EventHub(store), host, ownsHost);
+      await conn.openNode();
+      return conn;
+    } catch (e) {
+      if (ownsHost) await host.close();
+      throw e;
+    }
+  }
+
+  private async openNode(): Promise<void> {
+    if (!this.supports('open')) return;
+    let nodeDocument: string | undefined;
+    const p = this.uri.path;
+    if (p !== '/default' && p !== '/system' && p !== '/session' && p !== '/') {
+      if (!this.plugin.description.features.includes('node-document') || !isAbsolute(p)) {
+        throw new VirtkitError('INVALID_ARGUMENT', `${this.uri.uri}: unknown path ${p} for the ${this.plugin.description.name} driver`);
+      }
+      try {
+        nodeDocument = await readFile(p, 'utf8');
+      } catch (e) {
+        throw new VirtkitError('NOT_FOUND', `${this.uri.uri}: cannot read node document ${p}: ${(e as Error).message}`);
+      }
+    }
+    const out = await this.run({ kind: 'open', args: {}, nodeDocument });
+    if (out.node) this.node = out.node;
+    const known = new Set((await this.store.listDomains()).map((d) => d.name));
+    for (const [i, rec] of out.domains.entries()) {
+      const config = this.validateConfig(JSON.parse(rec.config), `node document /domains/${i}/config`);
+      if (!known.has(config.name)) await this.store.putConfig(config.name, config as unknown as Record<string, unknown>);
+      await this.store.putRuntime(config.name, rec.status, rec.runtime);
+    }
+  }
+
+  private validateConfig(doc: unknown, where?: string): DomainConfig {
+    const schemas: Record<string, object> = {};
+    if (this.plugin.description.configSchema) schemas[this.plugin.description.name] = JSON.parse(this.plugin.description.configSchema);
+    try {
+      return this.validator.validate(doc, schemas);
+    } catch (e) {
+      if (where && VirtkitError.is(e)) throw new VirtkitError(e.code, `${where}: ${e.message}`, { fields: e.fields });
+      throw e;
+    }
+  }
+
+  /** Runs one driver operation; NO_SUPPORT when the driver did not declare it. */
+  private async run(
+    req: { kind: OperationKind; domain?: StoredDomain; args?: Record<string, unknown>; nodeDocument?: string },
+    opts: { signal?: AbortSignal; onProgress?: (p: number, m: string) => void } = {},
+  ): Promise<Outcome> {
+    this.assertOpen();
+    if (!this.supports(req.kind)) {
+      throw new VirtkitError('NO_SUPPORT', `the ${this.plugin.description.name} driver does not support ${req.kind}`);
+    }
+    const d = req.domain;
+    const request: OperationRequest = {
+      kind: req.kind,
+      node: { uri: this.uri.uri, stateDir: this.plugin.stateDir, runtimeDir: this.plugin.runtimeDir, nodeDocument: req.nodeDocument },
+      domain: d?.name,
+      config: d ? JSON.stringify(d.liveConfig ?? d.config) : undefined,
+      runtime: d?.runtime,
+      status: d?.status,
+      args: JSON.stringify(req.args ?? {}),
+    };
+    return this.plugin.host.run(request, opts);
+  }
+
+  private assertOpen() {
+    if (this.closed) throw new VirtkitError('OPERATION_INVALID', 'the connection is closed');
+  }
+
+  /** Whether the driver implements an operation or names a feature. */
+  supports(what: OperationKind | string): boolean {
+    const d = this.plugin.description;
+    return (d.operations as string[]).includes(what) || d.features.includes(what);
+  }
+
+  get driver(): DriverDescription {
+    return this.plugin.description;
+  }
+
+  private async domain(name: string): Promise<StoredDomain> {
+    if (typeof name !== 'string' || !NAME.test(name)) {
+      throw new VirtkitError('INVALID_ARGUMENT', `domain name ${JSON.stringify(name)} is invalid: use letters, digits, '_', '.', '-' (up to 64, not starting with a symbol)`);
+    }
+    const d = await this.store.getDomain(name);
+    if (!d) throw new VirtkitError('NO_DOMAIN', `no domain named ${name} on ${this.uri.uri}`);
+    return d;
+  }
+
+  async listDomains(opts: { all?: boolean } = {}): Promise<DomainSummary[]> {
+    this.assertOpen();
+    const all = await this.store.listDomains();
+    return all
+      .filter((d) => opts.all || isActive(d))
+      .map((d) => ({ name: d.name, uuid: d.config.uuid as string | undefined, state: d.status.state, reason: d.status.reason, persistent: true }));
+  }
+
+  /** Defines a domain, or updates the persistent config of an existing one (used at its next start). */
+  async define(doc: unknown): Promise<DomainSummary> {
+    this.assertOpen();
+    const config = this.validateConfig(doc);
+    return this.jobs.run(config.name, 'define', {}, async () => {
+      const existing = await this.store.getDomain(config.name);
+      const others = await this.store.listDomains();
+      if (existing?.config.uuid && config.uuid && existing.config.uuid !== config.uuid) {
+        throw new VirtkitError('OPERATION_INVALID', `domain ${config.name} already exists with uuid ${existing.config.uuid}, not ${config.uuid}`);
+      }
+      const uuid = config.uuid ?? (existing?.config.uuid as string | undefined) ?? randomUUID();
+      const clash = others.find((o) => o.name !== config.name && o.config.uuid === uuid);
+      if (clash) throw new VirtkitError('OPERATION_INVALID', `uuid ${uuid} is already used by domain ${clash.name}`);
+      const full = { ...config, uuid } as unknown as Record<string, unknown>;
+      if (this.supports('define')) await this.run({ kind: 'define', domain: { name: config.name, config: full, status: existing?.status ?? { state: 'shut-off', reason: 'unknown' }, runtime: existing?.runtime } });
+      await this.store.putConfig(config.name, full);
+      await this.hub.emit([{ domain: config.name, kind: 'defined', reason: 'unknown', detail: existing ? 'updated' : 'added' }]);
+      const d = (await this.store.getDomain(config.name))!;
+      return { name: d.name, uuid, state: d.status.state, reason: d.status.reason, persistent: true };
+    });
+  }
+
+  async undefine(name: string): Promise<void> {
+    const d0 = await this.domain(name);
+    return this.jobs.run(d0.name, 'undefine', {}, async () => {
+      const d = await this.domain(name);
+      if (isActive(d)) throw new VirtkitError('OPERATION_INVALID', `domain ${name} is active: destroy or shut it down before undefining it`);
+      if (this.supports('undefine')) await this.run({ kind: 'undefine', domain: d });
+      await this.store.removeDomain(name);
+      await this.hub.emit([{ domain: name, kind: 'undefined', reason: 'unknown' }]);
+    });
+  }
+
+  /** Runs a lifecycle operation as a job: serialized per domain, with progress and cancel. */
+  private async lifecycle(kind: OperationKind, name: string, opts: JobOptions & { args?: Record<string, unknown> } = {}): Promise<DomainStatus> {
+    await this.domain(name);
+    return this.jobs.run(name, kind, opts, async (job) => {
+      const d = await this.domain(name);
+      const pre = PRECONDITIONS[kind];
+      if (pre && !pre.ok(d)) throw new VirtkitError('OPERATION_INVALID', `cannot ${kind} domain ${name}: it ${pre.why} (state ${d.status.state})`);
+      // A start runs the persistent config; later operations keep seeing that live config.
+      const live = kind === 'start' ? { ...d, liveConfig: undefined } : d;
+      const out = await this.run({ kind, domain: live, args: opts.args }, { signal: job.signal, onProgress: job.progress });
+      return this.apply(d, out, kind === 'start' ? d.config : undefined);
+    });
+  }
+
+  private async apply(d: StoredDomain, out: Outcome, startedWith?: Record<string, unknown>): Promise<DomainStatus> {
+    const status = out.status ?? d.status;
+    const runtime = out.clearRuntime ? undefined : (out.runtime ?? d.runtime);
+    const liveConfig = runtime === undefined ? undefined : (startedWith ?? d.liveConfig);
+    await this.store.putRuntime(d.name, status, runtime, liveConfig);
+    await this.hub.emit(out.events);
+    return status;
+  }
+
+  start(name: string, opts?: JobOptions) {
+    return this.lifecycle('start', name, opts);
+  }
+  /** Asks the guest to shut down (ACPI power button); `timeoutMs` bounds the wait. */
+  shutdown(name: string, opts: JobOptions & { timeoutMs?: number } = {}) {
+    return this.lifecycle('shutdown', name, { ...opts, args: { timeoutMs: opts.timeoutMs ?? 60_000 } });
+  }
+  destroy(name: string, opts?: JobOptions) {
+    return this.lifecycle('destroy', name, opts);
+  }
+  reboot(name: string, opts?: JobOptions) {
+    return this.lifecycle('reboot', name, opts);
+  }
+  reset(name: string, opts?: JobOptions) {
+    return this.lifecycle('reset', name, opts);
+  }
+  suspend(name: string, opts?: JobOptions) {
+    return this.lifecycle('suspend', name, opts);
+  }
+  resume(name: string, opts?: JobOptions) {
+    return this.lifecycle('resume', name, opts);
+  }
+
+  async info(name: string): Promise<DomainInfo> {
+    const d = await this.domain(name);
+    const c = (d.liveConfig ?? d.config) as unknown as DomainConfig;
+    if (!this.supports('info')) {
+      const kib = BigInt(c.memoryMiB) * 1024n;
+      return { state: d.status.state, reason: d.status.reason, maxMemoryKib: BigInt(c.maxMemoryMiB ?? c.memoryMiB) * 1024n, memoryKib: isActive(d) ? kib : 0n, vcpus: c.vcpus, cpuTimeNs: 0n };
+    }
+    const out = await this.run({ kind: 'info', domain: d });
+    if (!out.info) throw new VirtkitError('DRIVER_FAILED', `the ${this.driver.name} driver answered info without info`);
+    return out.info;
+  }
+
+  /** The persistent config, or with `live` the one the running domain was started with. */
+  async getConfig(name: string, opts: { live?: boolean } = {}): Promise<DomainConfig> {
+    const d = await this.domain(name);
+    return structuredClone((opts.live && d.liveConfig ? d.liveConfig : d.config) as unknown as DomainConfig);
+  }
+
+  async nodeInfo(): Promise<NodeInfo> {
+    this.assertOpen();
+    if (this.node) return structuredClone(this.node);
+    const out = await this.run({ kind: 'node-info' });
+    if (!out.node) throw new VirtkitError('DRIVER_FAILED', `the ${this.driver.name} driver answered node-info without node info`);
+    this.node = out.node;
+    return structuredClone(out.node);
+  }
+
+  capabilities(): Capabilities {
+    const p = this.plugin.pkg;
+    return { uri: this.uri.uri, hostWorld: this.host.worldVersion, driver: this.driver, plugin: { name: p.name, version: p.version, world: p.manifest.world } };
+  }
+
+  /** Calls `listener` for each lifecycle event; returns the function that stops it. */
+  onEvent(listener: EventListener): () => void {
+    return this.hub.on(listener);
+  }
+
+  /** Lifecycle events as an async iterator; `since` replays what the node kept after that seq. */
+  events(opts: { since?: number; signal?: AbortSignal } = {}): AsyncIterableIterator<DomainEvent> {
+    return this.hub.iterate(opts);
+  }
+
+  /** Jobs in flight on this connection. */
+  listJobs(): JobInfo[] {
+    return this.jobs.list();
+  }
+
+  cancelJob(id: number): boolean {
+    const j = this.jobs.get(id);
+    j?.cancel();
+    return !!j;
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    await this.store.close();
+    if (this.ownsHost) await this.host.close();
+  }
+}
+
+export function connect(uri: string, opts?: ConnectOptions): Promise<Connection> {
+  return Connection.open(uri, opts);
+}

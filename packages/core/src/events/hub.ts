@@ -1,0 +1,83 @@
+// Lifecycle events of one node: numbered and persisted by the store, then delivered to
+// callbacks and async iterators. A slow iterator buffers; it never blocks the node.
+import type { StateStore } from '../store/store.js';
+import type { DomainEvent, DriverLifecycleEvent } from '../types.js';
+
+export type EventListener = (e: DomainEvent) => void;
+
+export class EventHub {
+  private listeners = new Set<EventListener>();
+
+  constructor(private store: StateStore) {}
+
+  async emit(events: Array<Pick<DriverLifecycleEvent, 'domain' | 'kind' | 'reason'> & { detail?: string }>): Promise<DomainEvent[]> {
+    const out: DomainEvent[] = [];
+    for (const e of events) {
+      const numbered = await this.store.appendEvent({ time: Date.now(), domain: e.domain, kind: e.kind, reason: e.reason, ...(e.detail ? { detail: e.detail } : {}) });
+      out.push(numbered);
+      for (const l of this.listeners) {
+        try {
+          l(numbered);
+        } catch {
+          // A listener's bug must not stop the others or the operation that emitted.
+        }
+      }
+    }
+    return out;
+  }
+
+  on(listener: EventListener): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
+
+  /**
+   * Events as an async iterator. With `since`, first replays what the store still has after
+   * that seq, then follows live ones, without gaps or duplicates.
+   */
+  iterate(opts: { since?: number; signal?: AbortSignal } = {}): AsyncIterableIterator<DomainEvent> {
+    const queue: DomainEvent[] = [];
+    let wake: (() => void) | undefined;
+    let done = false;
+    let last = opts.since ?? -1;
+    const push = (e: DomainEvent) => {
+      if (e.seq <= last) return;
+      last = e.seq;
+      queue.push(e);
+      wake?.();
+    };
+    const buffered: DomainEvent[] = [];
+    let replaying = opts.since !== undefined;
+    const off = this.on((e) => (replaying ? buffered.push(e) : push(e)));
+    const replay = replaying
+      ? this.store.eventsSince(opts.since!).then((old) => {
+          for (const e of old) push(e);
+          replaying = false;
+          for (const e of buffered) push(e);
+        })
+      : Promise.resolve();
+    const finish = () => {
+      done = true;
+      off();
+      wake?.();
+    };
+    opts.signal?.addEventListener('abort', finish, { once: true });
+    const it: AsyncIterableIterator<DomainEvent> = {
+      async next() {
+        await replay;
+        while (queue.length === 0 && !done) await new Promise<void>((r) => (wake = r));
+        wake = undefined;
+        if (queue.length > 0) return { value: queue.shift()!, done: false };
+        return { value: undefined, done: true };
+      },
+      async return() {
+        finish();
+        return { value: undefined, done: true };
+      },
+      [Symbol.asyncIterator]() {
+        return it;
+      },
+    };
+    return it;
+  }
+}

@@ -1,0 +1,249 @@
+import { mkdir, open, readdir, readFile, rm, stat, truncate } from 'node:fs/promises';
+import { join, resolve } from 'node:path';
+import lockfile from 'proper-lockfile';
+import { VirtkitError } from '../errors.js';
+import type { DomainEvent, DomainStatus, StoredDomain } from '../types.js';
+import { fsyncDir, InProcessLock, readJsonFile, writeFileAtomic } from './atomic.js';
+import { byName, JOURNAL_KEEP_EVENTS, JOURNAL_MAX_EVENTS, noDomain } from './memory-store.js';
+import type { StateStore } from './store.js';
+
+/** What we last learned about the journal, valid while its identity and size are unchanged. */
+interface JournalScan {
+  ino: number;
+  size: number;
+  mtimeMs: number;
+  /** Bytes up to and including the last newline; less than size when the tail is torn. */
+  cleanEnd: number;
+  lines: number;
+  lastSeq: number;
+}
+
+const NO_JOURNAL: JournalScan = { ino: 0, size: 0, mtimeMs: 0, cleanEnd: 0, lines: 0, lastSeq: 0 };
+
+const LOCK_OPTIONS = {
+  // A holder that died (SIGKILL, power loss) stops refreshing the lock; after this long
+  // others may take it over.
+  stale: 10_000,
+  // Long holders touch the lock this often, so they never look stale while alive.
+  update: 5_000,
+  // Waiters back off up to 0.5 s between tries, for well over `stale` in total, so a
+  // dead holder's lock is always recovered rather than reported as busy.
+  retries: { retries: 60, factor: 1.5, minTimeout: 10, maxTimeout: 500, randomize: true },
+};
+
+/**
+ * Durable store for real nodes. Layout under dir:
+ *   domains/<name>.json  one StoredDomain per file, replaced by one atomic rename
+ *   events.jsonl         append-only journal, one event per line, fsynced per append
+ *   .lock                proper-lockfile's lock, held by every writer (any process)
+ * Nothing is cached but the journal's shape, so several processes can share a dir.
+ */
+export class FileStore implements StateStore {
+  readonly #dir: string;
+  readonly #domains: string;
+  readonly #journal: string;
+  readonly #local = new InProcessLock();
+  #scan: JournalScan | undefined;
+  #closed = false;
+
+  private constructor(dir: string) {
+    this.#dir = dir;
+    this.#domains = join(dir, 'domains');
+    this.#journal = join(dir, 'events.jsonl');
+  }
+
+  static async open(dir: string): Promise<FileStore> {
+    const store = new FileStore(resolve(dir));
+    await mkdir(store.#domains, { recursive: true, mode: 0o700 });
+    await store.withLock(() => store.#recover());
+    return store;
+  }
+
+  /** Undo what a writer that crashed mid-operation may have left. */
+  async #recover(): Promise<void> {
+    await this.#cleanJournal();
+    // Every writer of these temp files holds the lock, so any we see now are orphans.
+    for (const dir of [this.#dir, this.#domains]) {
+      for (const f of await readdir(dir)) {
+        if (f.startsWith('.') && f.endsWith('.tmp')) await rm(join(dir, f), { force: true });
+      }
+    }
+  }
+
+  async listDomains(): Promise<StoredDomain[]> {
+    const files = (await readdir(this.#domains)).filter((f) => f.endsWith('.json') && !f.startsWith('.'));
+    const all = await Promise.all(files.map((f) => readJsonFile<StoredDomain>(join(this.#domains, f))));
+    // A domain removed between readdir and read is simply gone.
+    return all.filter((d) => d !== undefined).sort(byName);
+  }
+
+  async getDomain(name: string): Promise<StoredDomain | undefined> {
+    return readJsonFile<StoredDomain>(this.#file(name));
+  }
+
+  async putConfig(name: string, config: Record<string, unknown>): Promise<void> {
+    const file = this.#file(name);
+    await this.withLock(async () => {
+      const old = await readJsonFile<StoredDomain>(file);
+      const status: DomainStatus = old?.status ?? { state: 'shut-off', reason: 'unknown' };
+      await this.#write(file, { ...old, name, config, status });
+    });
+  }
+
+  async putRuntime(name: string, status: DomainStatus, runtime: string | undefined): Promise<void> {
+    const file = this.#file(name);
+    await this.withLock(async () => {
+      const old = await readJsonFile<StoredDomain>(file);
+      if (!old) throw noDomain(name);
+      await this.#write(file, { name, config: old.config, status, ...(runtime === undefined ? {} : { runtime }) });
+    });
+  }
+
+  async removeDomain(name: string): Promise<void> {
+    const file = this.#file(name);
+    await this.withLock(async () => {
+      await rm(file, { force: true });
+      await fsyncDir(this.#domains);
+    });
+  }
+
+  appendEvent(event: Omit<DomainEvent, 'seq'>): Promise<DomainEvent> {
+    return this.withLock(async () => {
+      const j = await this.#cleanJournal();
+      // Explicit fields: nothing else a caller's object carries ends up on disk.
+      const stored: DomainEvent = { seq: j.lastSeq + 1, time: event.time, domain: event.domain, kind: event.kind, reason: event.reason };
+      const fh = await open(this.#journal, 'a', 0o600);
+      let st;
+      try {
+        await fh.write(JSON.stringify(stored) + '\n');
+        await fh.sync();
+        st = await fh.stat();
+      } finally {
+        await fh.close();
+      }
+      if (j.ino === 0) await fsyncDir(this.#dir); // the journal was just created
+      this.#scan = { ino: st.ino, size: st.size, mtimeMs: st.mtimeMs, cleanEnd: st.size, lines: j.lines + 1, lastSeq: stored.seq };
+      if (this.#scan.lines > JOURNAL_MAX_EVENTS) await this.#compact();
+      return stored;
+    });
+  }
+
+  async eventsSince(after: number): Promise<DomainEvent[]> {
+    let text: string;
+    try {
+      text = await readFile(this.#journal, 'utf8');
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'ENOENT') return [];
+      throw e;
+    }
+    return parseJournal(text).filter((e) => e.seq > after);
+  }
+
+  async lastSeq(): Promise<number> {
+    return (await this.#readJournal()).lastSeq;
+  }
+
+  withLock<T>(fn: () => Promise<T>): Promise<T> {
+    // Re-entry must skip the file lock too: proper-lockfile would see it held and wait.
+    if (this.#local.held) return fn();
+    return this.#local.run(async () => {
+      if (this.#closed) throw new VirtkitError('OPERATION_INVALID', 'state store is closed');
+      let lost: Error | undefined;
+      let release: () => Promise<void>;
+      try {
+        // Locking the dir itself; the lock lives at <dir>/.lock (a directory, made atomically by mkdir).
+        release = await lockfile.lock(this.#dir, { ...LOCK_OPTIONS, lockfilePath: join(this.#dir, '.lock'), onCompromised: (e) => (lost = e) });
+      } catch (e) {
+        if ((e as NodeJS.ErrnoException).code !== 'ELOCKED') throw e;
+        throw new VirtkitError('TIMEOUT', `state store ${this.#dir} stayed locked by another process`, { cause: e });
+      }
+      try {
+        const result = await fn();
+        // Another process may have taken the lock over (we looked stale, e.g. the event
+        // loop stalled past `stale`); what fn wrote may have raced with it.
+        if (lost) throw new VirtkitError('IO_ERROR', `lost the lock on state store ${this.#dir}`, { cause: lost });
+        return result;
+      } finally {
+        if (!lost) await release();
+      }
+    });
+  }
+
+  async close(): Promise<void> {
+    await this.#local.drain();
+    this.#closed = true;
+  }
+
+  /** Domain file path; names are validated upstream, but a bad one must never escape dir. */
+  #file(name: string): string {
+    if (name === '' || name.includes('/') || name.includes('\0') || name.startsWith('.')) {
+      throw new VirtkitError('INVALID_ARGUMENT', `invalid domain name ${JSON.stringify(name)}`);
+    }
+    return join(this.#domains, `${name}.json`);
+  }
+
+  #write(file: string, d: StoredDomain): Promise<void> {
+    return writeFileAtomic(file, JSON.stringify(d, null, 2) + '\n');
+  }
+
+  /**
+   * The journal's shape, re-read only when the file changed under us (another process
+   * appended or compacted; compaction renames, so the inode changes).
+   */
+  async #readJournal(): Promise<JournalScan> {
+    let fh;
+    try {
+      fh = await open(this.#journal, 'r');
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'ENOENT') return (this.#scan = NO_JOURNAL);
+      throw e;
+    }
+    try {
+      const st = await fh.stat();
+      const s = this.#scan;
+      if (s && s.ino === st.ino && s.size === st.size && s.mtimeMs === st.mtimeMs) return s;
+      // Read through the handle and only `size` bytes, so what we parse matches the key
+      // even if a writer appends meanwhile.
+      const buf = (await fh.readFile()).subarray(0, st.size);
+      const cleanEnd = buf.lastIndexOf(0x0a) + 1;
+      const lines = buf.toString('utf8', 0, cleanEnd).split('\n').slice(0, -1);
+      let lastSeq = 0;
+      for (let i = lines.length - 1; i >= 0 && !lastSeq; i--) lastSeq = parseEvent(lines[i]!)?.seq ?? 0;
+      return (this.#scan = { ino: st.ino, size: st.size, mtimeMs: st.mtimeMs, cleanEnd, lines: lines.length, lastSeq });
+    } finally {
+      await fh.close();
+    }
+  }
+
+  /** The journal with any torn last line cut off. Caller holds the lock. */
+  async #cleanJournal(): Promise<JournalScan> {
+    const j = await this.#readJournal();
+    if (j.cleanEnd === j.size) return j;
+    // Appenders hold the lock, so a partial line now is a crashed writer's, never to be completed.
+    await truncate(this.#journal, j.cleanEnd);
+    return this.#readJournal();
+  }
+
+  /** Keep the journal bounded; seq continues from the newest kept line. Caller holds the lock. */
+  async #compact(): Promise<void> {
+    const lines = (await readFile(this.#journal, 'utf8')).split('\n').slice(0, -1);
+    await writeFileAtomic(this.#journal, lines.slice(-JOURNAL_KEEP_EVENTS).join('\n') + '\n');
+    this.#scan = undefined;
+  }
+}
+
+/** Whole lines only: a torn last line (a writer mid-append or crashed) is not an event. */
+function parseJournal(text: string): DomainEvent[] {
+  const lines = text.slice(0, text.lastIndexOf('\n') + 1).split('\n');
+  return lines.map(parseEvent).filter((e) => e !== undefined);
+}
+
+/** A line that does not parse (disk damage) is skipped rather than fatal to the whole store. */
+function parseEvent(line: string): DomainEvent | undefined {
+  try {
+    const e = JSON.parse(line) as DomainEvent;
+    return typeof e?.seq === 'number' ? e : undefined;
+  } catch {
+    return undefined;
+  }
+}

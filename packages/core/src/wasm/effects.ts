@@ -1,0 +1,409 @@
+// Performs a driver's effects, after checking each against the plugin's grant. Runs in the
+// plugin's worker thread, next to the component, so a step and its effect never cross
+// threads. Every effect is bounded in time; channels and child handles outlive operations.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { constants as C, openSync, closeSync, realpathSync } from 'node:fs';
+import { open, readFile, readdir, lstat, rm, mkdir, rename, unlink } from 'node:fs/promises';
+import { createConnection, type Socket } from 'node:net';
+import { basename, dirname, join } from 'node:path';
+import { randomBytes } from 'node:crypto';
+import { VirtkitError } from '../errors.js';
+import type { GrantChecker } from '../plugins/grants.js';
+import type { Effect, EffectResult } from '../types.js';
+
+type E<T extends Effect['tag']> = Extract<Effect, { tag: T }> extends { val: infer V } ? V : never;
+
+export interface EffectContext {
+  signal: AbortSignal;
+  onProgress(percent: number, message: string): void;
+}
+
+export interface EffectLimits {
+  /** No effect may take longer than this, whatever it asks for. */
+  maxEffectMs: number;
+  /** Largest message a channel accepts, in bytes. */
+  maxMessageBytes: number;
+  /** Largest file a driver may read in one effect. */
+  maxReadBytes: number;
+}
+
+export const DEFAULT_LIMITS: EffectLimits = { maxEffectMs: 10 * 60_000, maxMessageBytes: 4 << 20, maxReadBytes: 16 << 20 };
+
+const SIGNALS: Record<string, NodeJS.Signals> = {
+  sigterm: 'SIGTERM', sigkill: 'SIGKILL', sigint: 'SIGINT', sighup: 'SIGHUP',
+  sigstop: 'SIGSTOP', sigcont: 'SIGCONT', sigusr1: 'SIGUSR1', sigusr2: 'SIGUSR2',
+};
+
+const none: EffectResult = { tag: 'none' };
+
+/** Rejects with TIMEOUT after ms, or CANCELLED when the operation is cancelled. */
+function bounded<T>(what: string, ms: number, ctx: EffectContext, work: (done: AbortSignal) => Promise<T>): Promise<T> {
+  const ac = new AbortController();
+  return new Promise<T>((resolve, reject) => {
+    const finish = (err: VirtkitError) => {
+      ac.abort(err);
+      reject(err);
+    };
+    const timer = setTimeout(() => finish(new VirtkitError('TIMEOUT', `${what} did not finish within ${ms} ms`)), ms);
+    const onAbort = () => finish(new VirtkitError('CANCELLED', `${what} cancelled`));
+    if (ctx.signal.aborted) return onAbort();
+    ctx.signal.addEventListener('abort', onAbort, { once: true });
+    work(ac.signal).then(resolve, reject).finally(() => {
+      clearTimeout(timer);
+      ctx.signal.removeEventListener('abort', onAbort);
+    });
+  });
+}
+
+const ioError = (what: string, e: unknown) =>
+  e instanceof VirtkitError ? e : new VirtkitError('IO_ERROR', `${what}: ${(e as Error).message}`, { cause: e });
+
+interface Channel {
+  socket: Socket;
+  queue: unknown[];
+  raw: string[];
+  buffer: string;
+  closed?: string;
+  waiters: Set<() => void>;
+}
+
+interface Exit {
+  code: number | null;
+  signal: string | null;
+}
+
+function matches(msg: unknown, filter: E<'channel-receive'>['filter']): boolean {
+  if (filter.length === 0) return true;
+  if (msg === null || typeof msg !== 'object') return false;
+  const rec = msg as Record<string, unknown>;
+  return filter.some((f) => f.field in rec && (f.equals === undefined || JSON.stringify(rec[f.field]) === f.equals || rec[f.field] === f.equals));
+}
+
+export class EffectPerformer {
+  private channels = new Map<number, Channel>();
+  private nextChannel = 1;
+  /** Processes this plugin started: their exit, seen through our own child handle. */
+  private children = new Map<number, { child: ChildProcess; exit?: Exit; waiters: Set<() => void> }>();
+
+  constructor(private grant: GrantChecker, private limits: EffectLimits = DEFAULT_LIMITS) {}
+
+  private cap(ms: number): number {
+    return Math.max(1, Math.min(ms, this.limits.maxEffectMs));
+  }
+
+  async perform(effect: Effect, ctx: EffectContext): Promise<EffectResult> {
+    if (ctx.signal.aborted) throw new VirtkitError('CANCELLED', `${effect.tag} refused: the operation was cancelled`);
+    switch (effect.tag) {
+      case 'spawn': return this.spawn(effect.val, ctx);
+      case 'signal': return this.signal(effect.val);
+      case 'wait-process': return this.waitProcess(effect.val, ctx);
+      case 'channel-open': return this.channelOpen(effect.val, ctx);
+      case 'channel-send': return this.channelSend(effect.val);
+      case 'channel-receive': return this.channelReceive(effect.val, ctx);
+      case 'channel-close': return this.channelClose(effect.val);
+      case 'file-read': return this.fileRead(effect.val);
+      case 'file-write': return this.fileWrite(effect.val);
+      case 'file-stat': return this.fileStat(effect.val);
+      case 'file-list': return this.fileList(effect.val);
+      case 'file-remove': return this.fileRemove(effect.val);
+      case 'make-dir': return this.makeDir(effect.val);
+      case 'sleep':
+        return bounded('sleep', this.cap(effect.val + 1000), ctx, (sig) => new Promise((r) => {
+          const t = setTimeout(r, effect.val);
+          sig.addEventListener('abort', () => clearTimeout(t));
+        })).then(() => none);
+      case 'clock':
+        return { tag: 'clock', val: { wallMs: BigInt(Date.now()), monotonicNs: process.hrtime.bigint() } };
+      case 'progress':
+        ctx.onProgress(effect.val.percent, effect.val.message);
+        return none;
+      default:
+        throw new VirtkitError('NO_SUPPORT', `unknown effect ${(effect as { tag: string }).tag}`);
+    }
+  }
+
+  private async spawn(req: E<'spawn'>, ctx: EffectContext): Promise<EffectResult> {
+    this.grant.executable(req.executable);
+    if (req.cwd !== undefined) this.grant.read(req.cwd);
+    const env = Object.fromEntries(req.env.map((v) => [v.name, v.value]));
+    if (req.mode.tag === 'background') {
+      const opts = req.mode.val;
+      let fd: number | undefined;
+      if (opts.logFile !== undefined) fd = openSync(this.grant.write(opts.logFile), C.O_WRONLY | C.O_CREAT | C.O_APPEND | C.O_NOFOLLOW, 0o600);
+      try {
+        const child = spawn(req.executable, req.args, {
+          env, cwd: req.cwd, detached: opts.detached, stdio: ['ignore', fd ?? 'ignore', fd ?? 'ignore'],
+        });
+        await new Promise<void>((resolve, reject) => {
+          child.once('spawn', resolve);
+          child.once('error', (e) => reject(ioError(`spawn ${req.executable}`, e)));
+        });
+        const rec = { child, exit: undefined as Exit | undefined, waiters: new Set<() => void>() };
+        this.children.set(child.pid!, rec);
+        child.once('exit', (code, signal) => {
+          rec.exit = { code, signal };
+          for (const w of rec.waiters) w();
+        });
+        // A detached hypervisor must outlive this host: don't keep our event loop alive for it.
+        if (opts.detached) child.unref();
+        return { tag: 'spawned', val: child.pid! };
+      } finally {
+        if (fd !== undefined) closeSync(fd);
+      }
+    }
+    const run = req.mode.val;
+    const max = Math.max(0, run.maxOutputBytes);
+    return bounded(`running ${req.executable}`, this.cap(run.timeoutMs), ctx, (sig) => new Promise((resolve, reject) => {
+      const child = spawn(req.executable, req.args, { env, cwd: req.cwd, stdio: ['pipe', 'pipe', 'pipe'] });
+      const out: Buffer[] = [], err: Buffer[] = [];
+      let outLen = 0, errLen = 0, truncated = false;
+      const collect = (bufs: Buffer[], len: number, d: Buffer) => {
+        const room = max - len;
+        if (room <= 0) { truncated = true; return len; }
+        if (d.length > room) truncated = true;
+        bufs.push(d.subarray(0, room));
+        return len + Math.min(room, d.length);
+      };
+      child.stdout!.on('data', (d: Buffer) => (outLen = collect(out, outLen, d)));
+      child.stderr!.on('data', (d: Buffer) => (errLen = collect(err, errLen, d)));
+      child.stdin!.on('error', () => {});
+      child.stdin!.end(run.stdin ? Buffer.from(run.stdin) : undefined);
+      sig.addEventListener('abort', () => child.kill('SIGKILL'));
+      child.once('error', (e) => reject(ioError(`spawn ${req.executable}`, e)));
+      child.once('close', (code, signal) => resolve({
+        tag: 'exited',
+        val: { code: code ?? undefined, signal: signal ?? undefined, stdout: new Uint8Array(Buffer.concat(out)), stderr: new Uint8Array(Buffer.concat(err)), truncated },
+      }));
+    }));
+  }
+
+  /** A pid is ours if we started it, or if it runs one of the granted executables. */
+  private async checkPid(pid: number, verb: string): Promise<void> {
+    if (!Number.isInteger(pid) || pid <= 1) throw new VirtkitError('GRANT_DENIED', `plugin ${this.grant.plugin} may not ${verb} pid ${pid}`);
+    if (this.children.has(pid)) return;
+    let exe: string;
+    try {
+      exe = realpathSync(`/proc/${pid}/exe`);
+    } catch {
+      throw new VirtkitError('NOT_FOUND', `no process ${pid} (or its executable cannot be read)`);
+    }
+    if (!this.grant.grants.executables.includes(exe)) {
+      throw new VirtkitError('GRANT_DENIED', `plugin ${this.grant.plugin} may not ${verb} pid ${pid}: it runs ${exe}, which is not a granted executable`);
+    }
+  }
+
+  private async signal(req: E<'signal'>): Promise<EffectResult> {
+    await this.checkPid(req.pid, 'signal');
+    try {
+      process.kill(req.pid, SIGNALS[req.signal]);
+    } catch (e) {
+      throw new VirtkitError((e as NodeJS.ErrnoException).code === 'ESRCH' ? 'NOT_FOUND' : 'IO_ERROR', `signal ${req.signal} to ${req.pid}: ${(e as Error).message}`);
+    }
+    return none;
+  }
+
+  private async waitProcess(req: E<'wait-process'>, ctx: EffectContext): Promise<EffectResult> {
+    const exited = (x: Exit): EffectResult => ({ tag: 'exited', val: { code: x.code ?? undefined, signal: x.signal ?? undefined, stdout: new Uint8Array(), stderr: new Uint8Array(), truncated: false } });
+    const own = this.children.get(req.pid);
+    if (own) {
+      if (own.exit) return exited(own.exit);
+      return bounded(`waiting for pid ${req.pid}`, this.cap(req.timeoutMs), ctx, (sig) => new Promise((resolve) => {
+        const w = () => resolve(exited(own.exit!));
+        own.waiters.add(w);
+        sig.addEventListener('abort', () => own.waiters.delete(w));
+      }));
+    }
+    await this.checkPid(req.pid, 'wait for').catch((e) => { if (!VirtkitError.is(e, 'NOT_FOUND')) throw e; });
+    // Not our child (we restarted since): poll /proc. A zombie has exited already; PID 1
+    // here reaps orphans only every few seconds, so don't wait for the pid to vanish.
+    return bounded(`waiting for pid ${req.pid}`, this.cap(req.timeoutMs), ctx, async (sig) => {
+      for (;;) {
+        let state: string | undefined;
+        try {
+          const stat = await readFile(`/proc/${req.pid}/stat`, 'utf8');
+          state = stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3);
+        } catch {
+          state = undefined;
+        }
+        if (state === undefined || state === 'Z' || state === 'X') return exited({ code: null, signal: null });
+        if (sig.aborted) throw sig.reason;
+        await new Promise((r) => setTimeout(r, 20));
+      }
+    });
+  }
+
+  private async channelOpen(req: E<'channel-open'>, ctx: EffectContext): Promise<EffectResult> {
+    const path = this.grant.socket(req.path);
+    const socket = await bounded(`connecting to ${req.path}`, this.cap(req.timeoutMs), ctx, (sig) => new Promise<Socket>((resolve, reject) => {
+      const s = createConnection(path);
+      s.once('connect', () => resolve(s));
+      s.once('error', (e) => reject(ioError(`connect ${req.path}`, e)));
+      sig.addEventListener('abort', () => s.destroy());
+    }));
+    const id = this.nextChannel++;
+    const ch: Channel = { socket, queue: [], raw: [], buffer: '', waiters: new Set() };
+    const wake = () => { for (const w of [...ch.waiters]) w(); };
+    socket.setEncoding('utf8');
+    socket.on('data', (d: string) => {
+      ch.buffer += d;
+      if (ch.buffer.length > this.limits.maxMessageBytes && !ch.buffer.includes('\n')) {
+        ch.closed = `a message exceeded ${this.limits.maxMessageBytes} bytes`;
+        socket.destroy();
+      }
+      let nl: number;
+      while ((nl = ch.buffer.indexOf('\n')) >= 0) {
+        const line = ch.buffer.slice(0, nl).trim();
+        ch.buffer = ch.buffer.slice(nl + 1);
+        if (!line) continue;
+        try {
+          ch.queue.push(JSON.parse(line));
+          ch.raw.push(line);
+        } catch {
+          ch.closed = `peer sent a line that is not JSON: ${line.slice(0, 80)}`;
+          socket.destroy();
+        }
+      }
+      wake();
+    });
+    socket.on('error', (e) => { ch.closed ??= e.message; wake(); });
+    socket.on('close', () => { ch.closed ??= 'peer closed the channel'; wake(); });
+    this.channels.set(id, ch);
+    return { tag: 'channel', val: id };
+  }
+
+  private channel(id: number): Channel {
+    const ch = this.channels.get(id);
+    if (!ch) throw new VirtkitError('NOT_FOUND', `no open channel ${id}`);
+    return ch;
+  }
+
+  private async channelSend(req: E<'channel-send'>): Promise<EffectResult> {
+    const ch = this.channel(req.channel);
+    if (ch.closed) throw new VirtkitError('IO_ERROR', `channel ${req.channel} is closed: ${ch.closed}`);
+    if (req.message.includes('\n')) throw new VirtkitError('INVALID_ARGUMENT', 'a json-lines message must not contain a newline');
+    await new Promise<void>((resolve, reject) => ch.socket.write(req.message + '\n', (e) => (e ? reject(ioError('send', e)) : resolve())));
+    return none;
+  }
+
+  private channelReceive(req: E<'channel-receive'>, ctx: EffectContext): Promise<EffectResult> {
+    const ch = this.channel(req.channel);
+    const take = (): EffectResult | undefined => {
+      const i = ch.queue.findIndex((m) => matches(m, req.filter));
+      if (i < 0) return undefined;
+      ch.queue.splice(i, 1);
+      return { tag: 'message', val: ch.raw.splice(i, 1)[0]! };
+    };
+    const now = take();
+    if (now) return Promise.resolve(now);
+    return bounded(`receiving on channel ${req.channel}`, this.cap(req.timeoutMs), ctx, (sig) => new Promise((resolve, reject) => {
+      const w = () => {
+        const m = take();
+        if (m) { ch.waiters.delete(w); resolve(m); } else if (ch.closed) { ch.waiters.delete(w); reject(new VirtkitError('IO_ERROR', `channel ${req.channel} closed: ${ch.closed}`)); }
+      };
+      ch.waiters.add(w);
+      sig.addEventListener('abort', () => ch.waiters.delete(w));
+      w();
+    }));
+  }
+
+  private async channelClose(id: number): Promise<EffectResult> {
+    const ch = this.channels.get(id);
+    if (ch) {
+      ch.socket.destroy();
+      this.channels.delete(id);
+    }
+    return none;
+  }
+
+  private async fileRead(req: E<'file-read'>): Promise<EffectResult> {
+    const path = this.grant.read(req.path);
+    const max = Math.min(req.maxBytes, this.limits.maxReadBytes);
+    try {
+      // O_NOFOLLOW: the checked path is the opened path, even if a symlink appears meanwhile.
+      const fh = await open(path, C.O_RDONLY | C.O_NOFOLLOW);
+      try {
+        const buf = Buffer.alloc(max);
+        let n = 0;
+        while (n < max) {
+          const { bytesRead } = await fh.read(buf, n, max - n, null);
+          if (bytesRead === 0) break;
+          n += bytesRead;
+        }
+        return { tag: 'data', val: new Uint8Array(buf.subarray(0, n)) };
+      } finally {
+        await fh.close();
+      }
+    } catch (e) {
+      throw (e as NodeJS.ErrnoException).code === 'ENOENT' ? new VirtkitError('NOT_FOUND', `no file ${req.path}`) : ioError(`read ${req.path}`, e);
+    }
+  }
+
+  private async fileWrite(req: E<'file-write'>): Promise<EffectResult> {
+    const path = this.grant.write(req.path);
+    const target = req.atomic ? join(dirname(path), `.${basename(path)}.${randomBytes(6).toString('hex')}.tmp`) : path;
+    try {
+      const flags = C.O_WRONLY | C.O_CREAT | C.O_TRUNC | C.O_NOFOLLOW;
+      const fh = await open(target, flags, req.mode & 0o777);
+      try {
+        await fh.writeFile(req.data);
+        if (req.atomic) await fh.sync();
+      } finally {
+        await fh.close();
+      }
+      if (req.atomic) {
+        await rename(target, path);
+        const dh = await open(dirname(path), C.O_RDONLY);
+        await dh.sync().finally(() => dh.close());
+      }
+      return none;
+    } catch (e) {
+      if (req.atomic) await unlink(target).catch(() => {});
+      throw ioError(`write ${req.path}`, e);
+    }
+  }
+
+  private async fileStat(p: string): Promise<EffectResult> {
+    const path = this.grant.read(p);
+    try {
+      const s = await lstat(path);
+      const kind = s.isFile() ? 'file' : s.isDirectory() ? 'directory' : s.isSymbolicLink() ? 'symlink' : s.isSocket() ? 'socket' : 'other';
+      return { tag: 'stat', val: { kind, size: BigInt(s.size), mode: s.mode & 0o7777, mtimeMs: BigInt(Math.floor(s.mtimeMs)) } };
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'ENOENT') return { tag: 'stat', val: undefined };
+      throw ioError(`stat ${p}`, e);
+    }
+  }
+
+  private async fileList(p: string): Promise<EffectResult> {
+    const path = this.grant.read(p);
+    try {
+      const entries = await readdir(path, { withFileTypes: true });
+      return {
+        tag: 'entries',
+        val: entries.map((d) => ({ name: d.name, kind: d.isFile() ? 'file' : d.isDirectory() ? 'directory' : d.isSymbolicLink() ? 'symlink' : d.isSocket() ? 'socket' : 'other' })),
+      };
+    } catch (e) {
+      throw (e as NodeJS.ErrnoException).code === 'ENOENT' ? new VirtkitError('NOT_FOUND', `no directory ${p}`) : ioError(`list ${p}`, e);
+    }
+  }
+
+  private async fileRemove(req: E<'file-remove'>): Promise<EffectResult> {
+    const path = this.grant.write(req.path);
+    if (this.grant.grants.write.includes(path)) throw new VirtkitError('GRANT_DENIED', `plugin ${this.grant.plugin} may not remove its granted directory ${req.path} itself`);
+    await rm(path, { recursive: req.recursive, force: true }).catch((e) => { throw ioError(`remove ${req.path}`, e); });
+    return none;
+  }
+
+  private async makeDir(req: E<'make-dir'>): Promise<EffectResult> {
+    const path = this.grant.write(req.path);
+    await mkdir(path, { recursive: req.recursive, mode: req.mode & 0o777 }).catch((e) => {
+      if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw ioError(`mkdir ${req.path}`, e);
+    });
+    return none;
+  }
+
+  close(): void {
+    for (const ch of this.channels.values()) ch.socket.destroy();
+    this.channels.clear();
+  }
+}

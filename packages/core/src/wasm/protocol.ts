@@ -1,0 +1,20 @@
+// Messages between the main thread and a plugin's worker.
+import type { DriverDescription, OperationRequest, Outcome } from '../types.js';
+
+export interface WireError {
+  code: string;
+  message: string;
+}
+
+export type ToWorker =
+  | { t: 'run'; id: number; request: OperationRequest }
+  | { t: 'cancel'; id: number }
+  | { t: 'close' };
+
+export type FromWorker =
+  | { t: 'ready'; description: DriverDescription }
+  | { t: 'init-error'; error: WireError }
+  | { t: 'log'; level: string; message: string }
+  | { t: 'progress'; id: number; percent: number; message: string }
+  | { t: 'done'; id: number; outcome: Outcome }
+  | { t: 'failed'; id: number; error: WireError };

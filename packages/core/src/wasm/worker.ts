@@ -1,0 +1,167 @@
+// A plugin's worker thread: instantiates its component, drives operations with the step
+// protocol and performs their effects under the grant. Several operations run at once;
+// a step is synchronous, so the main thread's watchdog can see one that never returns.
+import { parentPort, workerData } from 'node:worker_threads';
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { setFlagsFromString } from 'node:v8';
+import { VirtkitError, toWitCode } from '../errors.js';
+import { GrantChecker, type Grants } from '../plugins/grants.js';
+import { EffectPerformer, type EffectLimits } from './effects.js';
+import type { DriverDescription, EffectOutcome, OperationRequest, Step } from '../types.js';
+import type { FromWorker, ToWorker } from './protocol.js';
+
+// QuickJS components use Wasm extended-const, which Node 20's V8 keeps behind a flag.
+setFlagsFromString('--experimental-wasm-extended-const');
+
+export interface WorkerInit {
+  plugin: string;
+  glueDir: string;
+  grants: Grants;
+  limits: EffectLimits;
+  /** Shared with the main thread: [0] = wall time the current step began, 0 between steps. */
+  stepClock: SharedArrayBuffer;
+  /** After cancellation, how many more steps a driver gets to clean up. */
+  stepsAfterCancel: number;
+}
+
+interface DriverOperation {
+  next(previous: EffectOutcome | undefined): Step;
+  [Symbol.dispose]?(): void;
+}
+interface Root {
+  driver: { describe(): DriverDescription; Operation: new (req: OperationRequest) => DriverOperation };
+}
+
+const init = workerData as WorkerInit;
+const port = parentPort!;
+const post = (m: FromWorker) => port.postMessage(m);
+const stepClock = new Float64Array(init.stepClock);
+const performer = new EffectPerformer(new GrantChecker(init.plugin, init.grants), init.limits);
+
+const hostImports = {
+  log(level: string, message: string) {
+    post({ t: 'log', level, message: String(message).slice(0, 8192) });
+  },
+};
+// jco 1.35 keys imports without the version in its JS but with it in its types: give both.
+const imports = { 'virtkit:driver/host': hostImports, 'virtkit:driver/host@0.1.0': hostImports };
+
+const modules = new Map<string, WebAssembly.Module>();
+async function compile(name: string): Promise<WebAssembly.Module> {
+  let m = modules.get(name);
+  if (!m) {
+    m = await WebAssembly.compile(await readFile(join(init.glueDir, name)));
+    modules.set(name, m);
+  }
+  return m;
+}
+
+const { instantiate } = (await import(pathToFileURL(join(init.glueDir, 'driver.js')).href)) as {
+  instantiate(getCoreModule: (name: string) => Promise<WebAssembly.Module>, imports: object): Promise<Root>;
+};
+
+let root: Root;
+/** Bumped when the instance trapped and was replaced: operations on the old one are lost. */
+let generation = 0;
+const running = new Map<number, { ac: AbortController; generation: number }>();
+
+function step(op: DriverOperation, prev: EffectOutcome | undefined): Step {
+  stepClock[0] = Date.now();
+  try {
+    return op.next(prev);
+  } finally {
+    stepClock[0] = 0;
+  }
+}
+
+function errorOf(e: unknown): { code: string; message: string } {
+  if (e instanceof VirtkitError) return { code: e.code, message: e.message };
+  return { code: 'DRIVER_FAILED', message: String((e as Error)?.message ?? e) };
+}
+
+async function replaceInstance(reason: string) {
+  generation++;
+  for (const [id, r] of running) {
+    running.delete(id);
+    r.ac.abort();
+    post({ t: 'failed', id, error: { code: 'DRIVER_FAILED', message: `plugin ${init.plugin} trapped (${reason}); the operation was abandoned and the driver reloaded` } });
+  }
+  root = await instantiate(compile, imports);
+}
+
+async function run(id: number, request: OperationRequest) {
+  const ac = new AbortController();
+  const mine = { ac, generation };
+  running.set(id, mine);
+  let op: DriverOperation | undefined;
+  const fail = (error: { code: string; message: string }) => {
+    if (running.get(id) !== mine) return;
+    running.delete(id);
+    post({ t: 'failed', id, error });
+  };
+  try {
+    try {
+      op = new root.driver.Operation(request);
+    } catch (e) {
+      return await replaceInstance(`constructing ${request.kind}: ${(e as Error).message}`);
+    }
+    let prev: EffectOutcome | undefined;
+    let afterCancel = 0;
+    for (;;) {
+      let s: Step;
+      try {
+        s = step(op, prev);
+      } catch (e) {
+        // The SDK turns every JS exception into a `failed` step, so a throw here is a trap
+        // (or a value the glue could not lower): the instance is not to be trusted again.
+        fail({ code: 'DRIVER_FAILED', message: `plugin ${init.plugin} trapped during ${request.kind}: ${(e as Error).message}` });
+        return await replaceInstance((e as Error).message);
+      }
+      if (mine.generation !== generation || running.get(id) !== mine) return;
+      if (s.tag === 'done') {
+        running.delete(id);
+        return post({ t: 'done', id, outcome: s.val });
+      }
+      if (s.tag === 'failed') {
+        return fail({ code: s.val.code.toUpperCase().replace(/-/g, '_'), message: s.val.message });
+      }
+      if (ac.signal.aborted && ++afterCancel > init.stepsAfterCancel) {
+        return fail({ code: 'CANCELLED', message: `${request.kind} cancelled` });
+      }
+      try {
+        const result = await performer.perform(s.val, {
+          signal: ac.signal,
+          onProgress: (percent, message) => post({ t: 'progress', id, percent, message }),
+        });
+        prev = { tag: 'ok', val: result };
+      } catch (e) {
+        const err = errorOf(e);
+        if (err.code === 'GRANT_DENIED') post({ t: 'log', level: 'warn', message: `denied: ${err.message}` });
+        prev = { tag: 'err', val: { code: toWitCode(err.code as never) as never, message: err.message } };
+      }
+      if (mine.generation !== generation || running.get(id) !== mine) return;
+    }
+  } catch (e) {
+    fail(errorOf(e));
+  } finally {
+    op?.[Symbol.dispose]?.();
+  }
+}
+
+port.on('message', (m: ToWorker) => {
+  if (m.t === 'run') void run(m.id, m.request);
+  else if (m.t === 'cancel') running.get(m.id)?.ac.abort();
+  else if (m.t === 'close') {
+    performer.close();
+    port.close();
+  }
+});
+
+try {
+  root = await instantiate(compile, imports);
+  post({ t: 'ready', description: root.driver.describe() });
+} catch (e) {
+  post({ t: 'init-error', error: errorOf(e) });
+}

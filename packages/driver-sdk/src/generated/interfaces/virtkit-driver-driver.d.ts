@@ -1,0 +1,136 @@
+/// <reference path="./virtkit-driver-effects.d.ts" />
+/// <reference path="./virtkit-driver-types.d.ts" />
+declare module 'virtkit:driver/driver@0.1.0' {
+  export function describe(): DriverDescription;
+  export type DomainStatus = import('virtkit:driver/types@0.1.0').DomainStatus;
+  export type DomainInfo = import('virtkit:driver/types@0.1.0').DomainInfo;
+  export type NodeInfo = import('virtkit:driver/types@0.1.0').NodeInfo;
+  export type Error = import('virtkit:driver/types@0.1.0').Error;
+  export type LifecycleEvent = import('virtkit:driver/types@0.1.0').LifecycleEvent;
+  export type Effect = import('virtkit:driver/effects@0.1.0').Effect;
+  export type EffectOutcome = import('virtkit:driver/effects@0.1.0').EffectOutcome;
+  /**
+   * Every operation the host can ask for. A driver lists those it implements in
+   * `describe`; the host answers NO_SUPPORT for the others without calling the driver.
+   * # Variants
+   * 
+   * ## `"open"`
+   * 
+   * Open a node for a URI: report the domains the node already has.
+   * ## `"define"`
+   * 
+   * ## `"undefine"`
+   * 
+   * ## `"start"`
+   * 
+   * ## `"shutdown"`
+   * 
+   * ## `"destroy"`
+   * 
+   * ## `"reboot"`
+   * 
+   * ## `"reset"`
+   * 
+   * ## `"suspend"`
+   * 
+   * ## `"resume"`
+   * 
+   * ## `"info"`
+   * 
+   * ## `"node-info"`
+   * 
+   * ## `"handle-event"`
+   * 
+   * An unsolicited message on a watched channel, or a watched process exit.
+   */
+  export type OperationKind = 'open' | 'define' | 'undefine' | 'start' | 'shutdown' | 'destroy' | 'reboot' | 'reset' | 'suspend' | 'resume' | 'info' | 'node-info' | 'handle-event';
+  export interface DriverDescription {
+    name: string,
+    version: string,
+    uriSchemes: Array<string>,
+    operations: Array<OperationKind>,
+    /**
+     * Named optional features (suspend, snapshots, live-migration, hotplug, ...).
+     */
+    features: Array<string>,
+    /**
+     * JSON Schema of the driver's own section of a domain config, if it has one.
+     */
+    configSchema?: string,
+  }
+  export interface NodeContext {
+    uri: string,
+    /**
+     * Durable per-plugin dir and volatile runtime dir, as granted by the host.
+     */
+    stateDir: string,
+    runtimeDir: string,
+    /**
+     * For `open`: the node document the user named in the URI (test:///PATH), if any.
+     */
+    nodeDocument?: string,
+  }
+  export interface OperationRequest {
+    kind: OperationKind,
+    node: NodeContext,
+    /**
+     * The domain's name, for domain operations.
+     */
+    domain?: string,
+    /**
+     * The domain config as a JSON document (validated by the core).
+     */
+    config?: string,
+    /**
+     * The runtime record the driver returned last time, as it returned it.
+     */
+    runtime?: string,
+    status?: DomainStatus,
+    /**
+     * Operation arguments as JSON (e.g. {"timeoutMs": 30000} for shutdown).
+     */
+    args: string,
+  }
+  /**
+   * A domain a node reports on `open`.
+   */
+  export interface DomainRecord {
+    config: string,
+    status: DomainStatus,
+    runtime?: string,
+  }
+  export interface Outcome {
+    status?: DomainStatus,
+    /**
+     * A new runtime record to persist; `clear-runtime` drops it (the domain stopped).
+     */
+    runtime?: string,
+    clearRuntime: boolean,
+    events: Array<LifecycleEvent>,
+    info?: DomainInfo,
+    node?: NodeInfo,
+    domains: Array<DomainRecord>,
+    /**
+     * Anything else as JSON.
+     */
+    payload?: string,
+  }
+  export type Step = StepEffect | StepDone | StepFailed;
+  export interface StepEffect {
+    tag: 'effect',
+    val: Effect,
+  }
+  export interface StepDone {
+    tag: 'done',
+    val: Outcome,
+  }
+  export interface StepFailed {
+    tag: 'failed',
+    val: Error,
+  }
+  
+  export class Operation {
+    constructor(request: OperationRequest)
+    next(previous: EffectOutcome | undefined): Step;
+  }
+}

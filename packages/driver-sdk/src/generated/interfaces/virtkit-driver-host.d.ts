@@ -1,0 +1,15 @@
+declare module 'virtkit:driver/host@0.1.0' {
+  export function log(level: LogLevel, message: string): void;
+  /**
+   * # Variants
+   * 
+   * ## `"debug"`
+   * 
+   * ## `"info"`
+   * 
+   * ## `"warn"`
+   * 
+   * ## `"error"`
+   */
+  export type LogLevel = 'debug' | 'info' | 'warn' | 'error';
+}

@@ -1,0 +1,74 @@
+#!/usr/bin/env node
+// Builds the workspace: TypeScript (tsc -b), then every driver component with the SDK.
+// Components are cached in .cache/components by a hash of their sources, the SDK, the WIT
+// and the toolchain versions, so a second build is quick.
+import { execFileSync, spawn } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { cpSync, existsSync, mkdirSync, readFileSync, readdirSync, statSync, copyFileSync } from 'node:fs';
+import { dirname, join, relative } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const root = join(dirname(fileURLToPath(import.meta.url)), '..');
+const log = (m) => process.stderr.write(`build: ${m}\n`);
+
+// The SDK ships the WIT it builds against; core ships the host-side generated types.
+cpSync(join(root, 'wit'), join(root, 'packages/driver-sdk/wit'), { recursive: true });
+log('tsc -b');
+execFileSync(process.execPath, [join(root, 'node_modules/typescript/bin/tsc'), '-b'], { cwd: root, stdio: 'inherit' });
+cpSync(join(root, 'packages/core/src/generated'), join(root, 'packages/core/dist/generated'), { recursive: true, filter: (s) => statSync(s).isDirectory() || s.endsWith('.d.ts') });
+
+/** Driver components: [entry, output, extra source dirs]. */
+const components = [
+  ['packages/plugin-test/src/driver.ts', 'packages/plugin-test/dist/plugin-test.wasm'],
+  ['examples/hello-driver/src/driver.ts', 'examples/hello-driver/dist/hello-driver.wasm'],
+  ...readdirSync(join(root, 'packages/core/test/fixtures/drivers'), { withFileTypes: true })
+    .filter((d) => d.isFile() && d.name.endsWith('.ts'))
+    .map((d) => [`packages/core/test/fixtures/drivers/${d.name}`, `packages/core/test/fixtures/drivers/dist/${d.name.replace(/\.ts$/, '.wasm')}`]),
+].filter(([entry]) => existsSync(join(root, entry)));
+
+function files(dir) {
+  return readdirSync(dir, { withFileTypes: true }).flatMap((d) => (d.isDirectory() ? (d.name === 'dist' ? [] : files(join(dir, d.name))) : [join(dir, d.name)]));
+}
+
+const toolchain = ['@bytecodealliance/jco', '@bytecodealliance/componentize-js'].map((p) => {
+  const dir = join(root, 'packages/driver-sdk/node_modules', p);
+  return `${p}@${JSON.parse(readFileSync(join(dir, 'package.json'), 'utf8')).version}`;
+});
+
+function keyOf(entry) {
+  const h = createHash('sha256').update(toolchain.join(',')).update(process.version);
+  const inputs = [...files(dirname(join(root, entry))).filter((f) => f.endsWith('.ts')), ...files(join(root, 'packages/driver-sdk/src')), ...files(join(root, 'wit')), join(root, 'packages/driver-sdk/bundle.config.mjs')].sort();
+  for (const f of inputs) h.update(relative(root, f)).update(readFileSync(f));
+  return h.digest('hex').slice(0, 32);
+}
+
+const cache = join(root, '.cache/components');
+mkdirSync(cache, { recursive: true });
+
+function build(entry, out) {
+  const cached = join(cache, `${keyOf(entry)}.wasm`);
+  mkdirSync(dirname(join(root, out)), { recursive: true });
+  if (existsSync(cached)) {
+    copyFileSync(cached, join(root, out));
+    return Promise.resolve(`${out} (cached)`);
+  }
+  return new Promise((ok, fail) => {
+    const child = spawn(process.execPath, [join(root, 'packages/driver-sdk/bin/virtkit-driver.js'), 'build', join(root, entry), '-o', cached], { stdio: ['ignore', 'ignore', 'pipe'] });
+    let err = '';
+    child.stderr.on('data', (d) => (err += d));
+    child.on('close', (code) => {
+      if (code !== 0) return fail(new Error(`${entry}: ${err}`));
+      copyFileSync(cached, join(root, out));
+      ok(`${out} (built)`);
+    });
+  });
+}
+
+// Two at a time: componentize is CPU-bound and this machine has two cores.
+const queue = [...components];
+await Promise.all([0, 1].map(async () => {
+  while (queue.length) {
+    const [entry, out] = queue.shift();
+    log(await build(entry, out));
+  }
+}));
