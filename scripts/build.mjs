@@ -21,9 +21,10 @@ cpSync(join(root, 'packages/core/src/generated'), join(root, 'packages/core/dist
 const components = [
   ['packages/plugin-test/src/driver.ts', 'packages/plugin-test/dist/plugin-test.wasm'],
   ['examples/hello-driver/src/driver.ts', 'examples/hello-driver/dist/hello-driver.wasm'],
-  ...readdirSync(join(root, 'packages/core/test/fixtures/drivers'), { withFileTypes: true })
-    .filter((d) => d.isFile() && d.name.endsWith('.ts'))
-    .map((d) => [`packages/core/test/fixtures/drivers/${d.name}`, `packages/core/test/fixtures/drivers/dist/${d.name.replace(/\.ts$/, '.wasm')}`]),
+  // Test fixtures: plugins/<name>/driver.ts -> plugins/<name>/driver.wasm
+  ...readdirSync(join(root, 'packages/core/test/fixtures/plugins'), { withFileTypes: true })
+    .filter((d) => d.isDirectory() && existsSync(join(root, 'packages/core/test/fixtures/plugins', d.name, 'driver.ts')))
+    .map((d) => [`packages/core/test/fixtures/plugins/${d.name}/driver.ts`, `packages/core/test/fixtures/plugins/${d.name}/driver.wasm`]),
 ].filter(([entry]) => existsSync(join(root, entry)));
 
 function files(dir) {
@@ -36,7 +37,7 @@ const toolchain = ['@bytecodealliance/jco', '@bytecodealliance/componentize-js']
 });
 
 function keyOf(entry) {
-  const h = createHash('sha256').update(toolchain.join(',')).update(process.version);
+  const h = createHash('sha256').update(toolchain.join(',')).update(process.version).update(entry);
   const inputs = [...files(dirname(join(root, entry))).filter((f) => f.endsWith('.ts')), ...files(join(root, 'packages/driver-sdk/src')), ...files(join(root, 'wit')), join(root, 'packages/driver-sdk/bundle.config.mjs')].sort();
   for (const f of inputs) h.update(relative(root, f)).update(readFileSync(f));
   return h.digest('hex').slice(0, 32);
@@ -53,7 +54,9 @@ function build(entry, out) {
     return Promise.resolve(`${out} (cached)`);
   }
   return new Promise((ok, fail) => {
-    const child = spawn(process.execPath, [join(root, 'packages/driver-sdk/bin/virtkit-driver.js'), 'build', join(root, entry), '-o', cached], { stdio: ['ignore', 'ignore', 'pipe'] });
+    // A fixture named wasi-* keeps WASI imports, to test that the host refuses it.
+    const keepWasi = /\/wasi-[^/]*\/driver\.ts$/.test(entry) ? ['--keep-wasi'] : [];
+    const child = spawn(process.execPath, [join(root, 'packages/driver-sdk/bin/virtkit-driver.js'), 'build', join(root, entry), '-o', cached, ...keepWasi], { stdio: ['ignore', 'ignore', 'pipe'] });
     let err = '';
     child.stderr.on('data', (d) => (err += d));
     child.on('close', (code) => {

@@ -15,6 +15,11 @@ export interface BuildOptions {
   out: string;
   /** The WIT package dir (default: the one shipped with this SDK). */
   wit?: string;
+  /**
+   * Keep the QuickJS runtime's WASI imports. Only to test that a host refuses such a
+   * component: virtkit hosts load no component that imports WASI.
+   */
+  keepWasi?: boolean;
 }
 
 /** The WIT this SDK was built with: wit/driver beside the package, or the repository's. */
@@ -36,7 +41,7 @@ export async function buildDriver(opts: BuildOptions): Promise<{ out: string; by
   // Absolute paths: jco 1.35 doubles a relative source path with the QuickJS backend.
   const args = [
     jcoBin(), 'componentize', entry, '--wit', wit, '--world-name', 'hypervisor-driver',
-    '--backend', 'quickjs', '--backend-qjs-disable-async', '--backend-qjs-stub-wasi',
+    '--backend', 'quickjs', '--backend-qjs-disable-async', ...(opts.keepWasi ? [] : ['--backend-qjs-stub-wasi']),
     '--bundle-config', join(pkgRoot, 'bundle.config.mjs'), '-o', out,
   ];
   await new Promise<void>((ok, fail) => {

@@ -90,12 +90,12 @@ export class FileStore implements StateStore {
     });
   }
 
-  async putRuntime(name: string, status: DomainStatus, runtime: string | undefined): Promise<void> {
+  async putRuntime(name: string, status: DomainStatus, runtime: string | undefined, liveConfig?: Record<string, unknown>): Promise<void> {
     const file = this.#file(name);
     await this.withLock(async () => {
       const old = await readJsonFile<StoredDomain>(file);
       if (!old) throw noDomain(name);
-      await this.#write(file, { name, config: old.config, status, ...(runtime === undefined ? {} : { runtime }) });
+      await this.#write(file, { name, config: old.config, status, ...(runtime === undefined ? {} : { runtime }), ...(liveConfig === undefined ? {} : { liveConfig }) });
     });
   }
 
@@ -111,7 +111,7 @@ export class FileStore implements StateStore {
     return this.withLock(async () => {
       const j = await this.#cleanJournal();
       // Explicit fields: nothing else a caller's object carries ends up on disk.
-      const stored: DomainEvent = { seq: j.lastSeq + 1, time: event.time, domain: event.domain, kind: event.kind, reason: event.reason };
+      const stored: DomainEvent = { seq: j.lastSeq + 1, time: event.time, domain: event.domain, kind: event.kind, reason: event.reason, ...(event.detail ? { detail: event.detail } : {}) };
       const fh = await open(this.#journal, 'a', 0o600);
       let st;
       try {

@@ -39,12 +39,17 @@ export class MemoryStore implements StateStore {
     });
   }
 
-  putRuntime(name: string, status: DomainStatus, runtime: string | undefined): Promise<void> {
+  putRuntime(name: string, status: DomainStatus, runtime: string | undefined, liveConfig?: Record<string, unknown>): Promise<void> {
     return this.#lock.run(async () => {
       const old = this.#domains.get(name);
       if (!old) throw noDomain(name);
-      const { runtime: _dropped, ...rest } = old;
-      this.#domains.set(name, { ...rest, status: structuredClone(status), ...(runtime === undefined ? {} : { runtime }) });
+      const { runtime: _dropped, liveConfig: _live, ...rest } = old;
+      this.#domains.set(name, {
+        ...rest,
+        status: structuredClone(status),
+        ...(runtime === undefined ? {} : { runtime }),
+        ...(liveConfig === undefined ? {} : { liveConfig: structuredClone(liveConfig) }),
+      });
     });
   }
 
@@ -56,7 +61,7 @@ export class MemoryStore implements StateStore {
 
   appendEvent(event: Omit<DomainEvent, 'seq'>): Promise<DomainEvent> {
     return this.#lock.run(async () => {
-      const stored: DomainEvent = { seq: ++this.#seq, time: event.time, domain: event.domain, kind: event.kind, reason: event.reason };
+      const stored: DomainEvent = { ...structuredClone(event), seq: ++this.#seq };
       this.#events.push(stored);
       if (this.#events.length > JOURNAL_MAX_EVENTS) this.#events = this.#events.slice(-JOURNAL_KEEP_EVENTS);
       return structuredClone(stored);
