@@ -13,6 +13,7 @@ import { decideGrants, loadPolicy, type GrantPolicy } from './plugins/policy.js'
 import type { Grants } from './plugins/grants.js';
 import { loadGlue } from './wasm/glue.js';
 import { PluginHost } from './wasm/plugin-host.js';
+import type { EffectLimits } from './wasm/effects.js';
 import type { DriverDescription } from './types.js';
 
 export const TOKENS = {
@@ -41,6 +42,8 @@ export interface HostOptions {
   policy?: string | GrantPolicy;
   /** A driver stuck in one step longer than this is stopped and reloaded (default 5000). */
   stepTimeoutMs?: number;
+  /** Bounds on effects (longest effect, largest message, largest read). */
+  limits?: Partial<EffectLimits>;
   onLog?(plugin: string, level: string, message: string): void;
 }
 
@@ -146,7 +149,7 @@ export class PluginManager {
     child.register(TOKENS.PluginGrants, { useValue: grants });
     child.register(TOKENS.PluginHost, {
       useFactory: instanceCachingFactory(
-        (c) => new PluginHost({ plugin: `${pkg.name}@${pkg.version}`, glueDir: glue.dir, grants: c.resolve<Grants>(TOKENS.PluginGrants), stepTimeoutMs: opts.stepTimeoutMs, onLog: opts.onLog }),
+        (c) => new PluginHost({ plugin: `${pkg.name}@${pkg.version}`, glueDir: glue.dir, grants: c.resolve<Grants>(TOKENS.PluginGrants), stepTimeoutMs: opts.stepTimeoutMs, limits: opts.limits, onLog: opts.onLog }),
       ),
     });
     const host = child.resolve<PluginHost>(TOKENS.PluginHost);

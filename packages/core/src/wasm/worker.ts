@@ -62,7 +62,8 @@ const { instantiate } = (await import(pathToFileURL(join(init.glueDir, 'driver.j
   instantiate(getCoreModule: (name: string) => Promise<WebAssembly.Module>, imports: object): Promise<Root>;
 };
 
-let root: Root;
+/** The live instance; replaced (synchronously, so no call sees the poisoned one) after a trap. */
+let root: Promise<Root> = instantiate(compile, imports);
 /** Bumped when the instance trapped and was replaced: operations on the old one are lost. */
 let generation = 0;
 const running = new Map<number, { ac: AbortController; generation: number }>();
@@ -88,7 +89,8 @@ async function replaceInstance(reason: string) {
     r.ac.abort();
     post({ t: 'failed', id, error: { code: 'DRIVER_FAILED', message: `plugin ${init.plugin} trapped (${reason}); the operation was abandoned and the driver reloaded` } });
   }
-  root = await instantiate(compile, imports);
+  root = instantiate(compile, imports);
+  await root;
 }
 
 async function run(id: number, request: OperationRequest) {
@@ -102,8 +104,10 @@ async function run(id: number, request: OperationRequest) {
     post({ t: 'failed', id, error });
   };
   try {
+    const instance = await root;
+    if (mine.generation !== generation) return fail({ code: 'DRIVER_FAILED', message: `plugin ${init.plugin} was reloaded before ${request.kind} began` });
     try {
-      op = new root.driver.Operation(request);
+      op = new instance.driver.Operation(request);
     } catch (e) {
       return await replaceInstance(`constructing ${request.kind}: ${(e as Error).message}`);
     }
@@ -160,8 +164,7 @@ port.on('message', (m: ToWorker) => {
 });
 
 try {
-  root = await instantiate(compile, imports);
-  post({ t: 'ready', description: root.driver.describe() });
+  post({ t: 'ready', description: (await root).driver.describe() });
 } catch (e) {
   post({ t: 'init-error', error: errorOf(e) });
 }

@@ -1,0 +1,142 @@
+// The Wasm driver host as a sandbox: grants, denials, stuck and trapping drivers,
+// refused plugins. Uses the fixture plugins in fixtures/plugins (built by `pnpm build`).
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { existsSync } from 'node:fs';
+import { connect, VirtkitError, type Connection, type Host, type OperationRequest } from '../src/index.js';
+import { fixture, testHost } from './helpers.js';
+
+const EVIL_POLICY = { plugins: { 'virtkit-fixture-evil': { grants: 'requested' as const } } };
+
+function request(kind: OperationRequest['kind'], args: Record<string, unknown> = {}): OperationRequest {
+  return {
+    kind,
+    node: { uri: 'evil:///default', stateDir: '/nonexistent', runtimeDir: '/nonexistent' },
+    domain: 'victim',
+    config: JSON.stringify({ name: 'victim', memoryMiB: 64, vcpus: 1, os: { type: 'hvm' } }),
+    status: { state: 'running', reason: 'booted' },
+    args: JSON.stringify(args),
+  };
+}
+
+async function codeOf(p: Promise<unknown>): Promise<string> {
+  try {
+    await p;
+    return 'resolved';
+  } catch (e) {
+    return VirtkitError.is(e) ? `${e.code}: ${e.message}` : `untyped: ${String(e)}`;
+  }
+}
+
+describe('sandboxed driver host', () => {
+  let host: Host;
+  let conn: Connection;
+
+  beforeAll(async () => {
+    host = await testHost({ pluginPaths: [fixture('evil')], policy: EVIL_POLICY, stepTimeoutMs: 400, limits: { maxEffectMs: 300 } });
+    conn = await connect('evil:///default', { host });
+  });
+  afterAll(async () => {
+    await conn?.close();
+    await host?.close();
+  });
+
+  it('hands a driver a typed GRANT_DENIED for each effect outside its grant, and performs granted ones', async () => {
+    const evil = await host.plugins.forScheme('evil');
+    const out = await evil.host.run(request('start'));
+    const payload = JSON.parse(out.payload!);
+    expect(payload.attempts).toEqual({
+      spawn: 'grant-denied',
+      read: 'grant-denied',
+      escape: 'grant-denied',
+      write: 'grant-denied',
+      socket: 'grant-denied',
+      signal: 'grant-denied',
+    });
+    expect(payload.trueExit).toBe(0);
+    expect(existsSync('/tmp/virtkit-evil-was-here')).toBe(false);
+    // and the host keeps serving
+    expect((await conn.info('victim')).state).toBe('running');
+  });
+
+  it('stops a driver stuck in a CPU loop, fails its operation with TIMEOUT, and serves the next call', async () => {
+    const evil = await host.plugins.forScheme('evil');
+    const restarts = evil.host.restarts;
+    const t0 = Date.now();
+    expect(await codeOf(conn.destroy('victim'))).toMatch(/^TIMEOUT: .*stuck in one step for over 400 ms/);
+    expect(Date.now() - t0).toBeLessThan(5000);
+    expect(evil.host.restarts).toBe(restarts + 1);
+    const info = await conn.info('victim');
+    expect(info.vcpus).toBe(1);
+    // The failed destroy changed nothing: the state is still what the records say.
+    expect((await conn.listDomains())[0]).toMatchObject({ name: 'victim', state: 'running' });
+  });
+
+  it('survives a driver that traps at the component boundary', async () => {
+    expect(await codeOf(conn.reset('victim'))).toMatch(/^DRIVER_FAILED: .*trapped during reset/);
+    expect((await conn.info('victim')).state).toBe('running');
+  });
+
+  it('bounds every effect in time: the driver sees TIMEOUT for a sleep longer than the limit', async () => {
+    const evil = await host.plugins.forScheme('evil');
+    const out = await evil.host.run(request('suspend', { ms: 5000 }));
+    expect(JSON.parse(out.payload!)).toEqual({ caught: 'timeout' });
+  });
+
+  it('cancels an operation: the effect in flight fails with CANCELLED inside the driver', async () => {
+    const evil = await host.plugins.forScheme('evil');
+    const ac = new AbortController();
+    setTimeout(() => ac.abort(), 50);
+    const out = await evil.host.run(request('suspend', { ms: 250 }), { signal: ac.signal });
+    expect(JSON.parse(out.payload!)).toEqual({ caught: 'cancelled' });
+  });
+
+  it('answers NO_SUPPORT for an operation the driver does not declare, without calling it', async () => {
+    expect(conn.supports('shutdown')).toBe(false);
+    expect(await codeOf(conn.shutdown('victim'))).toBe('NO_SUPPORT: the evil driver does not support shutdown');
+  });
+});
+
+describe('plugin loading', () => {
+  it('refuses a third-party plugin whose grants the default policy does not give, naming them', async () => {
+    const host = await testHost({ pluginPaths: [fixture('evil')] });
+    try {
+      const msg = await codeOf(host.plugins.forScheme('evil'));
+      expect(msg).toMatch(/^PLUGIN_REFUSED: plugin virtkit-fixture-evil@0.0.1 requires grants the policy does not give: executables \/(usr\/)?bin\/true; read .*virtkit-fixture-evil/);
+    } finally {
+      await host.close();
+    }
+  });
+
+  it('refuses a plugin built against a newer minor of the world', async () => {
+    const host = await testHost({ pluginPaths: [fixture('future-minor')] });
+    expect(await codeOf(host.plugins.forScheme('future-minor'))).toBe(
+      'PLUGIN_REFUSED: plugin virtkit-fixture-future-minor@0.0.1: built against virtkit:driver/hypervisor-driver@0.2.0, incompatible with this host\'s @0.1.0 (needs the same major and a minor no newer than 0.1)',
+    );
+    await host.close();
+  });
+
+  it('refuses a plugin built against another major of the world', async () => {
+    const host = await testHost({ pluginPaths: [fixture('other-major')] });
+    expect(await codeOf(host.plugins.forScheme('other-major'))).toMatch(/^PLUGIN_REFUSED: plugin virtkit-fixture-other-major@0.0.1: built against .*@1\.0\.0, incompatible/);
+    await host.close();
+  });
+
+  it('refuses a component that imports WASI', async () => {
+    const host = await testHost({ pluginPaths: [fixture('wasi-importer')] });
+    const msg = await codeOf(host.plugins.forScheme('wasi-importer'));
+    expect(msg).toMatch(/^PLUGIN_REFUSED: plugin virtkit-fixture-wasi-importer@0.0.1: its component imports wasi:cli\/environment, .*; a driver may import only virtkit:driver\/host$/);
+    await host.close();
+  });
+
+  it('refuses a plugin the policy disallows', async () => {
+    const host = await testHost({ policy: { plugins: { '@virtkit/plugin-test': { allow: false } } } });
+    expect(await codeOf(connect('test:///default', { host }))).toBe('PLUGIN_REFUSED: plugin @virtkit/plugin-test@0.1.0 is not allowed by the grant policy');
+    await host.close();
+  });
+
+  it('fails an unknown scheme listing what is installed', async () => {
+    const host = await testHost();
+    expect(await codeOf(connect('nope:///system', { host }))).toMatch(/^NO_DRIVER: no installed plugin handles nope:\/\/ URIs; installed: test:\/\/ \(@virtkit\/plugin-test@0\.1\.0\)/);
+    await host.close();
+  });
+});
