@@ -203,7 +203,7 @@ const parse = (text: string | undefined, what: string): any => {
 function u64AsNumbers<T>(v: T): T {
   if (typeof v === 'bigint') return Number(v) as T;
   if (Array.isArray(v)) return v.map(u64AsNumbers) as T;
-  if (v !== null && typeof v === 'object' && !(v instanceof Uint8Array)) {
+  if (v !== null && typeof v === 'object' && !ArrayBuffer.isView(v)) {
     const out: Record<string, unknown> = {};
     for (const [k, x] of Object.entries(v)) out[k] = u64AsNumbers(x);
     return out as T;

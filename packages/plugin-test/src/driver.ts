@@ -33,8 +33,8 @@ const DEFAULT_NODE: NodeInfo = {
   threadsPerCore: 2,
   memoryKib: 16n * 1024n * 1024n,
   numa: [
-    { id: 0, cpus: [0, 1, 2, 3, 4, 5, 6, 7], memoryKib: 8n * 1024n * 1024n },
-    { id: 1, cpus: [8, 9, 10, 11, 12, 13, 14, 15], memoryKib: 8n * 1024n * 1024n },
+    { id: 0, cpus: new Uint32Array([0, 1, 2, 3, 4, 5, 6, 7]), memoryKib: 8n * 1024n * 1024n },
+    { id: 1, cpus: new Uint32Array([8, 9, 10, 11, 12, 13, 14, 15]), memoryKib: 8n * 1024n * 1024n },
   ],
   hypervisor: 'test',
   hypervisorVersion: '0.1.0',

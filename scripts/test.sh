@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# Sets up a fresh clone and runs the whole test suite (what CI runs).
+set -euo pipefail
+root="$(cd "$(dirname "$0")/.." && pwd)"
+bash "$root/scripts/setup.sh"
+cd "$root"
+export PATH="$root/.cache/tools/node_modules/.bin:$PATH"
+node scripts/gen.mjs --check
+pnpm exec tsc -p packages/plugin-test/tsconfig.json --noEmit
+pnpm exec vitest run
