@@ -2,7 +2,7 @@
 // refused plugins. Uses the fixture plugins in fixtures/plugins (built by `pnpm build`).
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { existsSync } from 'node:fs';
-import { connect, VirtkitError, type Connection, type Host, type OperationRequest } from '../src/index.js';
+import { connect, TOKENS, VirtkitError, type Connection, type Host, type OperationRequest, type PluginPackage } from '../src/index.js';
 import { fixture, testHost } from './helpers.js';
 
 const EVIL_POLICY = { plugins: { 'virtkit-fixture-evil': { grants: 'requested' as const } } };
@@ -88,6 +88,17 @@ describe('sandboxed driver host', () => {
     setTimeout(() => ac.abort(), 50);
     const out = await evil.host.run(request('suspend', { ms: 250 }), { signal: ac.signal });
     expect(JSON.parse(out.payload!)).toEqual({ caught: 'cancelled' });
+  });
+
+  it('wires each plugin in its own tsyringe child container', async () => {
+    const evil = await host.plugins.forScheme('evil');
+    const test = await host.plugins.forScheme('test');
+    expect(evil.container).not.toBe(test.container);
+    expect(evil.container.resolve<PluginPackage>(TOKENS.Plugin).name).toBe('virtkit-fixture-evil');
+    expect(test.container.resolve<PluginPackage>(TOKENS.Plugin).name).toBe('@virtkit/plugin-test');
+    // a plugin's registrations do not leak into the host's scope
+    expect(host.container.isRegistered(TOKENS.Plugin)).toBe(false);
+    expect(evil.container.resolve(TOKENS.PluginHost)).toBe(evil.host);
   });
 
   it('answers NO_SUPPORT for an operation the driver does not declare, without calling it', async () => {
