@@ -219,6 +219,7 @@ export class Connection {
     await this.domain(name);
     return this.jobs.run(name, kind, opts, async (job) => {
       const d = await this.domain(name);
+      if (!this.supports(kind)) throw new VirtkitError('NO_SUPPORT', `the ${this.driver.name} driver does not support ${kind}`);
       const pre = PRECONDITIONS[kind];
       if (pre && !pre.ok(d)) throw new VirtkitError('OPERATION_INVALID', `cannot ${kind} domain ${name}: it ${pre.why} (state ${d.status.state})`);
       // A start runs the persistent config; later operations keep seeing that live config.

@@ -28,7 +28,8 @@ export async function loadGlue(plugin: string, componentPath: string, cacheDir: 
     throw new VirtkitError('PLUGIN_REFUSED', `plugin ${plugin}: cannot read its component ${componentPath}: ${(e as Error).message}`);
   }
   const hash = createHash('sha256').update(bytes).digest('hex');
-  const dir = join(cacheDir, hash.slice(0, 32));
+  // The prefix versions the cache layout: a host that writes glue differently starts afresh.
+  const dir = join(cacheDir, `g2-${hash.slice(0, 32)}`);
   const metaPath = join(dir, 'meta.json');
   let meta: { imports: string[]; exports: string[] } | undefined;
   try {
@@ -53,6 +54,8 @@ export async function loadGlue(plugin: string, componentPath: string, cacheDir: 
       await writeFile(join(tmp, name), data);
     }
     await writeFile(join(tmp, 'meta.json'), JSON.stringify(meta));
+    // The glue is ESM: say so, or Node guesses (and warns) wherever the cache dir sits.
+    await writeFile(join(tmp, 'package.json'), '{"type":"module"}\n');
     await rename(tmp, dir).catch(async (e) => {
       await rm(tmp, { recursive: true, force: true });
       if ((e as NodeJS.ErrnoException).code !== 'ENOTEMPTY' && (e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
