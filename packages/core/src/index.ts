@@ -4,6 +4,7 @@ export { parseUri, type ParsedUri } from './connection/uri.js';
 export { Host, defaultHost, defaultRoots, TOKENS, type HostOptions, type LoadedPlugin, type PluginSummary } from './host.js';
 export { VirtkitError, ErrorCodes, type ErrorCode, type FieldError } from './errors.js';
 export { ConfigValidator, domainSchema, type DomainConfig } from './config/validate.js';
+export { loadHostConfig, defaultHostConfigPath, type HostConfigFile } from './config/host-config.js';
 export { HOST_WORLD, HOST_WORLD_ID, discoverPlugins, checkWorld, type PluginManifest, type PluginPackage } from './plugins/manifest.js';
 export { DEFAULT_POLICY, type GrantPolicy, type PolicyEntry } from './plugins/policy.js';
 export type { GrantSpec, Grants } from './plugins/grants.js';

@@ -2,7 +2,7 @@
 // Everything is checked here, before any of the plugin runs.
 import { readFile, readdir } from 'node:fs/promises';
 import { dirname, isAbsolute, join, resolve, sep } from 'node:path';
-import semver from 'semver';
+import parseSemver from 'semver/functions/parse.js';
 import { VirtkitError } from '../errors.js';
 import { GRANT_KINDS, type GrantSpec } from './grants.js';
 
@@ -60,8 +60,8 @@ export function checkWorld(plugin: string, world: string): void {
   if (pkg !== HOST_WORLD.package || name !== HOST_WORLD.world) {
     throw refuse(plugin, `built for world ${pkg}/${name}, this host implements ${HOST_WORLD.package}/${HOST_WORLD.world}`);
   }
-  const v = semver.parse(version);
-  const h = semver.parse(HOST_WORLD.version)!;
+  const v = parseSemver(version);
+  const h = parseSemver(HOST_WORLD.version)!;
   if (!v) throw refuse(plugin, `world version ${JSON.stringify(version)} is not semver`);
   if (v.major !== h.major || v.minor > h.minor) {
     throw refuse(plugin, `built against ${HOST_WORLD.package}/${HOST_WORLD.world}@${version}, incompatible with this host's @${HOST_WORLD.version} (needs the same major and a minor no newer than ${h.major}.${h.minor})`);

@@ -1,6 +1,5 @@
 import { mkdir, open, readdir, readFile, rm, stat, truncate } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
-import lockfile from 'proper-lockfile';
 import { VirtkitError } from '../errors.js';
 import type { DomainEvent, DomainStatus, StoredDomain } from '../types.js';
 import { fsyncDir, InProcessLock, readJsonFile, writeFileAtomic } from './atomic.js';
@@ -152,6 +151,8 @@ export class FileStore implements StateStore {
       let release: () => Promise<void>;
       try {
         // Locking the dir itself; the lock lives at <dir>/.lock (a directory, made atomically by mkdir).
+        // Loaded on first use: only file-backed nodes need it, and start-up time counts.
+        const { default: lockfile } = await import('proper-lockfile');
         release = await lockfile.lock(this.#dir, { ...LOCK_OPTIONS, lockfilePath: join(this.#dir, '.lock'), onCompromised: (e) => (lost = e) });
       } catch (e) {
         if ((e as NodeJS.ErrnoException).code !== 'ELOCKED') throw e;
