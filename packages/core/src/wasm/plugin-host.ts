@@ -15,6 +15,7 @@ import type { WorkerInit } from './worker.js';
 export interface PluginHostOptions {
   plugin: string;
   glueDir: string;
+  modules: Record<string, WebAssembly.Module>;
   grants: Grants;
   /** A driver that stays inside one step longer than this is stopped and reloaded. */
   stepTimeoutMs?: number;
@@ -69,6 +70,7 @@ export class PluginHost {
     const init: WorkerInit = {
       plugin: this.opts.plugin,
       glueDir: this.opts.glueDir,
+      modules: this.opts.modules,
       grants: this.opts.grants,
       limits: { ...DEFAULT_LIMITS, ...this.opts.limits },
       stepClock: this.stepClock,

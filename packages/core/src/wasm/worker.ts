@@ -18,6 +18,8 @@ setFlagsFromString('--experimental-wasm-extended-const');
 export interface WorkerInit {
   plugin: string;
   glueDir: string;
+  /** Core modules compiled by the main thread (cloning a Module shares its code). */
+  modules: Record<string, WebAssembly.Module>;
   grants: Grants;
   limits: EffectLimits;
   /** Shared with the main thread: [0] = wall time the current step began, 0 between steps. */
@@ -48,7 +50,7 @@ const hostImports = {
 // jco 1.35 keys imports without the version in its JS but with it in its types: give both.
 const imports = { 'virtkit:driver/host': hostImports, 'virtkit:driver/host@0.1.0': hostImports };
 
-const modules = new Map<string, WebAssembly.Module>();
+const modules = new Map<string, WebAssembly.Module>(Object.entries(init.modules));
 async function compile(name: string): Promise<WebAssembly.Module> {
   let m = modules.get(name);
   if (!m) {
