@@ -13,7 +13,7 @@ import { decideGrants, loadPolicy, type GrantPolicy } from './plugins/policy.js'
 import type { Grants } from './plugins/grants.js';
 import { loadGlue } from './wasm/glue.js';
 import { PluginHost } from './wasm/plugin-host.js';
-import type { EffectLimits } from './wasm/effects.js';
+import type { EffectLimits, WatchNotice } from './wasm/effects.js';
 import type { DriverDescription } from './types.js';
 
 export const TOKENS = {
@@ -92,6 +92,27 @@ const slug = (name: string) => name.replace(/^@/, '').replace(/[^A-Za-z0-9_.-]+/
 export class PluginManager {
   private catalogCache?: Promise<PluginPackage[]>;
   private loaded = new Map<string, Promise<LoadedPlugin>>();
+  /** plugin name -> node URI -> who handles that node's unsolicited input (the first opener). */
+  private watchers = new Map<string, Map<string, Array<(n: WatchNotice) => void>>>();
+
+  /** Receive a plugin's unsolicited input for one node; returns the unsubscribe function. */
+  watch(plugin: string, nodeUri: string, fn: (n: WatchNotice) => void): () => void {
+    const byUri = this.watchers.get(plugin) ?? new Map<string, Array<(n: WatchNotice) => void>>();
+    this.watchers.set(plugin, byUri);
+    const list = byUri.get(nodeUri) ?? [];
+    byUri.set(nodeUri, list);
+    list.push(fn);
+    return () => {
+      const i = list.indexOf(fn);
+      if (i >= 0) list.splice(i, 1);
+    };
+  }
+
+  private dispatch(plugin: string, n: WatchNotice) {
+    const fn = this.watchers.get(plugin)?.get(n.nodeUri)?.[0];
+    if (fn) fn(n);
+    else this.opts.onLog?.(plugin, 'debug', `no connection to ${n.nodeUri} for an event of domain ${n.domain}; dropped`);
+  }
 
   constructor(private c: DependencyContainer) {}
 
@@ -149,7 +170,7 @@ export class PluginManager {
     child.register(TOKENS.PluginGrants, { useValue: grants });
     child.register(TOKENS.PluginHost, {
       useFactory: instanceCachingFactory(
-        (c) => new PluginHost({ plugin: `${pkg.name}@${pkg.version}`, glueDir: glue.dir, modules: glue.modules, grants: c.resolve<Grants>(TOKENS.PluginGrants), stepTimeoutMs: opts.stepTimeoutMs, limits: opts.limits, onLog: opts.onLog }),
+        (c) => new PluginHost({ plugin: `${pkg.name}@${pkg.version}`, glueDir: glue.dir, modules: glue.modules, grants: c.resolve<Grants>(TOKENS.PluginGrants), stepTimeoutMs: opts.stepTimeoutMs, limits: opts.limits, onLog: opts.onLog, onWatch: (n) => this.dispatch(pkg.name, n) }),
       ),
     });
     const host = child.resolve<PluginHost>(TOKENS.PluginHost);

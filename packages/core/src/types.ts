@@ -15,6 +15,7 @@ export type DriverDescription = import('./generated/interfaces/virtkit-driver-dr
 export type OperationRequest = import('./generated/interfaces/virtkit-driver-driver.js').OperationRequest;
 export type Outcome = import('./generated/interfaces/virtkit-driver-driver.js').Outcome;
 export type Step = import('./generated/interfaces/virtkit-driver-driver.js').Step;
+export type EventTrigger = import('./generated/interfaces/virtkit-driver-driver.js').EventTrigger;
 export type Effect = import('./generated/interfaces/virtkit-driver-effects.js').Effect;
 export type EffectResult = import('./generated/interfaces/virtkit-driver-effects.js').EffectResult;
 export type EffectOutcome = import('./generated/interfaces/virtkit-driver-effects.js').EffectOutcome;

@@ -13,6 +13,7 @@ import type {
   NodeInfo,
   OperationKind,
   OperationRequest,
+  EventTrigger,
   Outcome,
   Step,
 } from 'virtkit:driver/driver@0.1.0';
@@ -32,7 +33,7 @@ import type { ErrorCode, LifecycleEvent } from 'virtkit:driver/types@0.1.0';
 
 export type {
   DomainInfo, DomainRecord, DomainStatus, DriverDescription, NodeContext, NodeInfo, OperationKind,
-  Outcome, Effect, EffectResult, ExitStatus, FileStat, DirEntry, ClockReading, LifecycleEvent, ErrorCode,
+  Outcome, EventTrigger, Effect, EffectResult, ExitStatus, FileStat, DirEntry, ClockReading, LifecycleEvent, ErrorCode,
 };
 
 /** An error the host reported for an effect, or one the driver raises to fail its operation. */
@@ -52,6 +53,8 @@ export interface OperationContext<Config = Record<string, unknown>, Runtime = Re
   runtime?: Runtime;
   status?: DomainStatus;
   args: Record<string, unknown>;
+  /** For handle-event: what happened (unsolicited channel input, a channel closing, a process exit). */
+  trigger?: EventTrigger;
 }
 
 /** What an operation function returns: an outcome with JSON fields as plain values. */
@@ -120,10 +123,10 @@ export const fx = {
     return r.val;
   },
   /** Start a program in the background; resolves with its pid. */
-  *spawn(executable: string, args: string[], opts: { env?: Record<string, string>; cwd?: string; detached?: boolean; logFile?: string } = {}): EffectGen<number> {
+  *spawn(executable: string, args: string[], opts: { env?: Record<string, string>; cwd?: string; detached?: boolean; logFile?: string; watchDomain?: string } = {}): EffectGen<number> {
     const r = yield* perform({
       tag: 'spawn',
-      val: { executable, args, env: env(opts.env), cwd: opts.cwd, mode: { tag: 'background', val: { detached: opts.detached ?? false, logFile: opts.logFile } } },
+      val: { executable, args, env: env(opts.env), cwd: opts.cwd, mode: { tag: 'background', val: { detached: opts.detached ?? false, logFile: opts.logFile, watchDomain: opts.watchDomain } } },
     }, 'spawned');
     return r.val;
   },
@@ -133,8 +136,12 @@ export const fx = {
   *waitProcess(pid: number, timeoutMs: number): EffectGen<ExitStatus> {
     return (yield* perform({ tag: 'wait-process', val: { pid, timeoutMs } }, 'exited')).val;
   },
-  *openChannel(path: string, timeoutMs = 5000): EffectGen<number> {
-    return (yield* perform({ tag: 'channel-open', val: { path, framing: 'json-lines', timeoutMs } }, 'channel')).val;
+  /**
+   * Connects to a JSON-lines unix socket. With `watch`, messages matching `watch.events`
+   * that no operation waits for (and the channel closing) start handle-event for the domain.
+   */
+  *openChannel(path: string, opts: { timeoutMs?: number; watch?: { domain: string; events: FieldMatch[] } } = {}): EffectGen<number> {
+    return (yield* perform({ tag: 'channel-open', val: { path, framing: 'json-lines', timeoutMs: opts.timeoutMs ?? 5000, watch: opts.watch } }, 'channel')).val;
   },
   *send(channel: number, message: unknown): EffectGen<void> {
     yield* perform({ tag: 'channel-send', val: { channel, message: typeof message === 'string' ? message : JSON.stringify(message) } }, 'none');
@@ -143,6 +150,15 @@ export const fx = {
   *receive(channel: number, filter: FieldMatch[] = [], timeoutMs = 5000): EffectGen<any> {
     const m = (yield* perform({ tag: 'channel-receive', val: { channel, filter, timeoutMs } }, 'message')).val;
     return JSON.parse(m);
+  },
+  /** The next queued message matching `filter`, without waiting; undefined when none. */
+  *tryReceive(channel: number, filter: FieldMatch[] = []): EffectGen<any> {
+    try {
+      return yield* fx.receive(channel, filter, 0);
+    } catch (e) {
+      if (e instanceof DriverError && e.code === 'timeout') return undefined;
+      throw e;
+    }
   },
   *closeChannel(channel: number): EffectGen<void> {
     yield* perform({ tag: 'channel-close', val: channel }, 'none');
@@ -158,7 +174,8 @@ export const fx = {
     yield* perform({ tag: 'file-write', val: { path, data: bytes, mode: opts.mode ?? 0o600, atomic: opts.atomic ?? true } }, 'none');
   },
   *stat(path: string): EffectGen<FileStat | undefined> {
-    return (yield* perform({ tag: 'file-stat', val: path }, 'stat')).val;
+    // The glue hands an option's none over as null: normalize to undefined.
+    return (yield* perform({ tag: 'file-stat', val: path }, 'stat')).val ?? undefined;
   },
   *list(path: string): EffectGen<DirEntry[]> {
     return (yield* perform({ tag: 'file-list', val: path }, 'entries')).val;
@@ -246,12 +263,14 @@ export function defineDriver(def: DriverDefinition) {
       try {
         this.#gen = fn({
           kind: request.kind,
-          node: request.node,
-          domain: request.domain,
+          // Options arrive as null from the glue when none: present them as undefined.
+          node: { ...request.node, nodeDocument: request.node.nodeDocument ?? undefined },
+          domain: request.domain ?? undefined,
           config: parse(request.config, 'config'),
           runtime: parse(request.runtime, 'runtime'),
-          status: request.status,
+          status: request.status ?? undefined,
           args: parse(request.args, 'args') ?? {},
+          trigger: request.trigger ?? undefined,
         });
       } catch (e) {
         this.#failure = asError(e);

@@ -12,7 +12,7 @@ import { defaultHost, Host, type HostOptions, type LoadedPlugin } from '../host.
 import { FileStore } from '../store/file-store.js';
 import { MemoryStore } from '../store/memory-store.js';
 import type { StateStore } from '../store/store.js';
-import type { DomainEvent, DomainInfo, DomainState, DomainStatus, DriverDescription, NodeInfo, OperationKind, OperationRequest, Outcome, StoredDomain } from '../types.js';
+import type { DomainEvent, DomainInfo, DomainState, DomainStatus, DriverDescription, EventTrigger, NodeInfo, OperationKind, OperationRequest, Outcome, StoredDomain } from '../types.js';
 import { parseUri, type ParsedUri } from './uri.js';
 
 export interface ConnectOptions {
@@ -59,6 +59,9 @@ export class Connection {
   private validator = new ConfigValidator();
   private node?: NodeInfo;
   private closed = false;
+  private unwatch?: () => void;
+  /** Domains with a handle-event for channel input already queued: one drains them all. */
+  private inputQueued = new Set<string>();
 
   private constructor(
     readonly uri: ParsedUri,
@@ -85,6 +88,7 @@ export class Connection {
           ? new MemoryStore()
           : await FileStore.open(join(plugin.stateDir, 'nodes', parsed.path.replace(/^\/+/, '').replace(/\//g, '_') || 'default'));
       const conn = new Connection(parsed, plugin, store, new EventHub(store), host, ownsHost);
+      conn.unwatch = host.plugins.watch(plugin.pkg.name, parsed.uri, (n) => conn.onWatch(n.domain, n.trigger));
       await conn.openNode();
       return conn;
     } catch (e) {
@@ -117,6 +121,23 @@ export class Connection {
     }
   }
 
+  /** Unsolicited input for a domain: a handle-event job, after the domain's jobs in flight. */
+  private onWatch(domain: string, trigger: EventTrigger) {
+    if (this.closed || !this.supports('handle-event')) return;
+    if (trigger.tag === 'channel-message') {
+      if (this.inputQueued.has(domain)) return;
+      this.inputQueued.add(domain);
+    }
+    void this.jobs
+      .run(domain, 'handle-event', {}, async () => {
+        if (trigger.tag === 'channel-message') this.inputQueued.delete(domain);
+        const d = await this.store.getDomain(domain);
+        if (!d || this.closed) return;
+        await this.apply(d, await this.run({ kind: 'handle-event', domain: d, trigger }));
+      })
+      .catch((e) => this.host.options.onLog?.(this.plugin.pkg.name, 'warn', `handle-event for ${domain} failed: ${(e as Error).message}`));
+  }
+
   private validateConfig(doc: unknown, where?: string): DomainConfig {
     const schemas: Record<string, object> = {};
     if (this.plugin.description.configSchema) schemas[this.plugin.description.name] = JSON.parse(this.plugin.description.configSchema);
@@ -130,7 +151,7 @@ export class Connection {
 
   /** Runs one driver operation; NO_SUPPORT when the driver did not declare it. */
   private async run(
-    req: { kind: OperationKind; domain?: StoredDomain; args?: Record<string, unknown>; nodeDocument?: string },
+    req: { kind: OperationKind; domain?: StoredDomain; args?: Record<string, unknown>; nodeDocument?: string; trigger?: EventTrigger },
     opts: { signal?: AbortSignal; onProgress?: (p: number, m: string) => void } = {},
   ): Promise<Outcome> {
     this.assertOpen();
@@ -140,6 +161,7 @@ export class Connection {
     const d = req.domain;
     const request: OperationRequest = {
       kind: req.kind,
+      trigger: req.trigger,
       node: { uri: this.uri.uri, stateDir: this.plugin.stateDir, runtimeDir: this.plugin.runtimeDir, nodeDocument: req.nodeDocument },
       domain: d?.name,
       config: d ? JSON.stringify(d.liveConfig ?? d.config) : undefined,
@@ -317,6 +339,7 @@ export class Connection {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    this.unwatch?.();
     await this.store.close();
     if (this.ownsHost) await this.host.close();
   }

@@ -9,13 +9,22 @@ import { basename, dirname, join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { VirtkitError } from '../errors.js';
 import type { GrantChecker } from '../plugins/grants.js';
-import type { Effect, EffectResult } from '../types.js';
+import type { Effect, EffectResult, EventTrigger } from '../types.js';
 
 type E<T extends Effect['tag']> = Extract<Effect, { tag: T }> extends { val: infer V } ? V : never;
 
 export interface EffectContext {
   signal: AbortSignal;
   onProgress(percent: number, message: string): void;
+  /** The node the operation runs for: watches report to it. */
+  nodeUri: string;
+}
+
+/** Unsolicited input for a domain: the host starts handle-event for it. */
+export interface WatchNotice {
+  nodeUri: string;
+  domain: string;
+  trigger: EventTrigger;
 }
 
 export interface EffectLimits {
@@ -59,7 +68,9 @@ const ioError = (what: string, e: unknown) =>
   e instanceof VirtkitError ? e : new VirtkitError('IO_ERROR', `${what}: ${(e as Error).message}`, { cause: e });
 
 interface Channel {
+  id: number;
   socket: Socket;
+  watch?: { nodeUri: string; domain: string; events: E<'channel-receive'>['filter'] };
   queue: unknown[];
   raw: string[];
   buffer: string;
@@ -85,7 +96,11 @@ export class EffectPerformer {
   /** Processes this plugin started: their exit, seen through our own child handle. */
   private children = new Map<number, { child: ChildProcess; exit?: Exit; waiters: Set<() => void> }>();
 
-  constructor(private grant: GrantChecker, private limits: EffectLimits = DEFAULT_LIMITS) {}
+  constructor(
+    private grant: GrantChecker,
+    private limits: EffectLimits = DEFAULT_LIMITS,
+    private onWatch: (n: WatchNotice) => void = () => {},
+  ) {}
 
   private cap(ms: number): number {
     return Math.max(1, Math.min(ms, this.limits.maxEffectMs));
@@ -140,9 +155,14 @@ export class EffectPerformer {
         });
         const rec = { child, exit: undefined as Exit | undefined, waiters: new Set<() => void>() };
         this.children.set(child.pid!, rec);
+        const watch = opts.watchDomain;
         child.once('exit', (code, signal) => {
           rec.exit = { code, signal };
           for (const w of rec.waiters) w();
+          if (watch) {
+            const status = { code: code ?? undefined, signal: signal ?? undefined, stdout: new Uint8Array(), stderr: new Uint8Array(), truncated: false };
+            this.onWatch({ nodeUri: ctx.nodeUri, domain: watch, trigger: { tag: 'process-exited', val: [child.pid!, status] } });
+          }
         });
         // A detached hypervisor must outlive this host: don't keep our event loop alive for it.
         if (opts.detached) child.unref();
@@ -241,8 +261,20 @@ export class EffectPerformer {
       sig.addEventListener('abort', () => s.destroy());
     }));
     const id = this.nextChannel++;
-    const ch: Channel = { socket, queue: [], raw: [], buffer: '', waiters: new Set() };
+    const ch: Channel = { id, socket, queue: [], raw: [], buffer: '', waiters: new Set() };
+    if (req.watch) ch.watch = { nodeUri: ctx.nodeUri, domain: req.watch.domain, events: req.watch.events };
     const wake = () => { for (const w of [...ch.waiters]) w(); };
+    let closedNotified = false;
+    const notify = () => {
+      if (!ch.watch) return;
+      // After the waiters took theirs: what is left and matches the watch is unsolicited.
+      if (ch.closed && !closedNotified) {
+        closedNotified = true;
+        this.onWatch({ nodeUri: ch.watch.nodeUri, domain: ch.watch.domain, trigger: { tag: 'channel-closed', val: [id, ch.closed] } });
+      } else if (!ch.closed && ch.queue.some((m) => ch.watch!.events.length > 0 && matches(m, ch.watch!.events))) {
+        this.onWatch({ nodeUri: ch.watch.nodeUri, domain: ch.watch.domain, trigger: { tag: 'channel-message', val: id } });
+      }
+    };
     socket.setEncoding('utf8');
     socket.on('data', (d: string) => {
       ch.buffer += d;
@@ -264,9 +296,10 @@ export class EffectPerformer {
         }
       }
       wake();
+      notify();
     });
     socket.on('error', (e) => { ch.closed ??= e.message; wake(); });
-    socket.on('close', () => { ch.closed ??= 'peer closed the channel'; wake(); });
+    socket.on('close', () => { ch.closed ??= 'peer closed the channel'; wake(); if (this.channels.has(id)) notify(); });
     this.channels.set(id, ch);
     return { tag: 'channel', val: id };
   }

@@ -8,7 +8,7 @@ import { fileURLToPath } from 'node:url';
 import { VirtkitError, ErrorCodes, type ErrorCode } from '../errors.js';
 import type { Grants } from '../plugins/grants.js';
 import type { DriverDescription, OperationRequest, Outcome } from '../types.js';
-import { DEFAULT_LIMITS, type EffectLimits } from './effects.js';
+import { DEFAULT_LIMITS, type EffectLimits, type WatchNotice } from './effects.js';
 import type { FromWorker, ToWorker, WireError } from './protocol.js';
 import type { WorkerInit } from './worker.js';
 
@@ -21,6 +21,8 @@ export interface PluginHostOptions {
   stepTimeoutMs?: number;
   limits?: Partial<EffectLimits>;
   onLog?(plugin: string, level: string, message: string): void;
+  /** Unsolicited input for a domain (see the channel-watch effect). */
+  onWatch?(notice: WatchNotice): void;
 }
 
 export interface RunOptions {
@@ -88,6 +90,8 @@ export class PluginHost {
             return reject(new VirtkitError('PLUGIN_REFUSED', `plugin ${this.opts.plugin} failed to start: ${m.error.message}`));
           case 'log':
             return this.opts.onLog?.(this.opts.plugin, m.level, m.message);
+          case 'watch':
+            return this.opts.onWatch?.(m.notice);
           case 'progress':
             return this.pending.get(m.id)?.onProgress?.(m.percent, m.message);
           case 'done':

@@ -1,5 +1,6 @@
 // Messages between the main thread and a plugin's worker.
 import type { DriverDescription, OperationRequest, Outcome } from '../types.js';
+import type { WatchNotice } from './effects.js';
 
 export interface WireError {
   code: string;
@@ -16,5 +17,6 @@ export type FromWorker =
   | { t: 'init-error'; error: WireError }
   | { t: 'log'; level: string; message: string }
   | { t: 'progress'; id: number; percent: number; message: string }
+  | { t: 'watch'; notice: WatchNotice }
   | { t: 'done'; id: number; outcome: Outcome }
   | { t: 'failed'; id: number; error: WireError };

@@ -40,7 +40,7 @@ const init = workerData as WorkerInit;
 const port = parentPort!;
 const post = (m: FromWorker) => port.postMessage(m);
 const stepClock = new Float64Array(init.stepClock);
-const performer = new EffectPerformer(new GrantChecker(init.plugin, init.grants), init.limits);
+const performer = new EffectPerformer(new GrantChecker(init.plugin, init.grants), init.limits, (notice) => post({ t: 'watch', notice }));
 
 const hostImports = {
   log(level: string, message: string) {
@@ -139,6 +139,7 @@ async function run(id: number, request: OperationRequest) {
       try {
         const result = await performer.perform(s.val, {
           signal: ac.signal,
+          nodeUri: request.node.uri,
           onProgress: (percent, message) => post({ t: 'progress', id, percent, message }),
         });
         prev = { tag: 'ok', val: result };

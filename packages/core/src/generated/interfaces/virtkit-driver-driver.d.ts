@@ -7,6 +7,7 @@ export type Error = import('./virtkit-driver-types.js').Error;
 export type LifecycleEvent = import('./virtkit-driver-types.js').LifecycleEvent;
 export type Effect = import('./virtkit-driver-effects.js').Effect;
 export type EffectOutcome = import('./virtkit-driver-effects.js').EffectOutcome;
+export type ExitStatus = import('./virtkit-driver-effects.js').ExitStatus;
 /**
  * Every operation the host can ask for. A driver lists those it implements in
  * `describe`; the host answers NO_SUPPORT for the others without calling the driver.
@@ -68,8 +69,37 @@ export interface NodeContext {
    */
   nodeDocument?: string,
 }
+/**
+ * What started a `handle-event` operation.
+ */
+export type EventTrigger = EventTriggerChannelMessage | EventTriggerChannelClosed | EventTriggerProcessExited;
+/**
+ * Unsolicited messages wait on this channel.
+ */
+export interface EventTriggerChannelMessage {
+  tag: 'channel-message',
+  val: number,
+}
+/**
+ * The channel closed (the peer went away), with the reason.
+ */
+export interface EventTriggerChannelClosed {
+  tag: 'channel-closed',
+  val: [number, string],
+}
+/**
+ * A watched process this host started exited.
+ */
+export interface EventTriggerProcessExited {
+  tag: 'process-exited',
+  val: [number, ExitStatus],
+}
 export interface OperationRequest {
   kind: OperationKind,
+  /**
+   * For `handle-event`: why it runs.
+   */
+  trigger?: EventTrigger,
   node: NodeContext,
   /**
    * The domain's name, for domain operations.

@@ -25,11 +25,13 @@ export interface RunOptions {
 /**
  * Start and return at once. `detached` puts the process in its own session so it
  * outlives the host (a VM must survive its manager); stdout/stderr go to `log-file`
- * (appended, under a granted path) or nowhere.
+ * (appended, under a granted path) or nowhere. With `watch-domain`, the process's exit
+ * (while this host runs) starts a `handle-event` operation for that domain.
  */
 export interface BackgroundOptions {
   detached: boolean,
   logFile?: string,
+  watchDomain?: string,
 }
 export type SpawnMode = SpawnModeRun | SpawnModeBackground;
 export interface SpawnModeRun {
@@ -93,14 +95,6 @@ export interface WaitRequest {
  * One JSON value a line (QMP, most JSON protocols).
  */
 export type Framing = 'json-lines';
-export interface ChannelOpenRequest {
-  /**
-   * A unix socket under a granted socket dir.
-   */
-  path: string,
-  framing: Framing,
-  timeoutMs: number,
-}
 /**
  * A message matches when, for any entry, its top-level `field` exists and (if given)
  * equals `equals` once rendered as JSON text. An empty list matches anything.
@@ -108,6 +102,25 @@ export interface ChannelOpenRequest {
 export interface FieldMatch {
   field: string,
   equals?: string,
+}
+/**
+ * Unsolicited input on a channel: messages matching `events` that no operation is
+ * waiting for, and the channel closing, start a `handle-event` operation for `domain`
+ * (after the domain's operations in flight). The messages stay queued on the channel
+ * for that operation (or an earlier one) to receive.
+ */
+export interface ChannelWatch {
+  domain: string,
+  events: Array<FieldMatch>,
+}
+export interface ChannelOpenRequest {
+  /**
+   * A unix socket under a granted socket dir.
+   */
+  path: string,
+  framing: Framing,
+  timeoutMs: number,
+  watch?: ChannelWatch,
 }
 export interface ReceiveRequest {
   channel: number,

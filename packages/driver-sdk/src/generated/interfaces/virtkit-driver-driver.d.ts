@@ -9,6 +9,7 @@ declare module 'virtkit:driver/driver@0.1.0' {
   export type LifecycleEvent = import('virtkit:driver/types@0.1.0').LifecycleEvent;
   export type Effect = import('virtkit:driver/effects@0.1.0').Effect;
   export type EffectOutcome = import('virtkit:driver/effects@0.1.0').EffectOutcome;
+  export type ExitStatus = import('virtkit:driver/effects@0.1.0').ExitStatus;
   /**
    * Every operation the host can ask for. A driver lists those it implements in
    * `describe`; the host answers NO_SUPPORT for the others without calling the driver.
@@ -70,8 +71,37 @@ declare module 'virtkit:driver/driver@0.1.0' {
      */
     nodeDocument?: string,
   }
+  /**
+   * What started a `handle-event` operation.
+   */
+  export type EventTrigger = EventTriggerChannelMessage | EventTriggerChannelClosed | EventTriggerProcessExited;
+  /**
+   * Unsolicited messages wait on this channel.
+   */
+  export interface EventTriggerChannelMessage {
+    tag: 'channel-message',
+    val: number,
+  }
+  /**
+   * The channel closed (the peer went away), with the reason.
+   */
+  export interface EventTriggerChannelClosed {
+    tag: 'channel-closed',
+    val: [number, string],
+  }
+  /**
+   * A watched process this host started exited.
+   */
+  export interface EventTriggerProcessExited {
+    tag: 'process-exited',
+    val: [number, ExitStatus],
+  }
   export interface OperationRequest {
     kind: OperationKind,
+    /**
+     * For `handle-event`: why it runs.
+     */
+    trigger?: EventTrigger,
     node: NodeContext,
     /**
      * The domain's name, for domain operations.

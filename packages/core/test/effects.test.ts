@@ -1,0 +1,97 @@
+// Effects performed for real by the host (files, processes, a unix-socket channel), and
+// unsolicited channel input and process exits reaching the driver as handle-event.
+// The JSON-lines peer on the socket is this test, standing in for QEMU's QMP server.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createServer, type Server, type Socket } from 'node:net';
+import { join } from 'node:path';
+import { connect, type Connection, type DomainEvent, type Host, type LoadedPlugin } from '../src/index.js';
+import { fixture, testHost } from './helpers.js';
+
+/** A QMP-shaped peer: answers each command with {"return":{}}, emits events on demand. */
+class Peer {
+  server: Server;
+  client?: Socket;
+  commands: string[] = [];
+  constructor(path: string) {
+    this.server = createServer((s) => {
+      this.client = s;
+      let buf = '';
+      s.on('data', (d) => {
+        buf += d;
+        let nl: number;
+        while ((nl = buf.indexOf('\n')) >= 0) {
+          const cmd = JSON.parse(buf.slice(0, nl)).execute as string;
+          buf = buf.slice(nl + 1);
+          this.commands.push(cmd);
+          // QEMU sends the STOP event before the reply to "stop".
+          if (cmd === 'stop') this.emit('STOP');
+          s.write(JSON.stringify({ return: {} }) + '\n');
+        }
+      });
+    });
+    this.server.listen(path);
+  }
+  emit(event: string) {
+    this.client!.write(JSON.stringify({ event, timestamp: { seconds: 0, microseconds: 0 } }) + '\n');
+  }
+}
+
+const until = async (cond: () => boolean, ms = 3000) => {
+  const end = Date.now() + ms;
+  while (!cond()) {
+    if (Date.now() > end) throw new Error('condition not met in time');
+    await new Promise((r) => setTimeout(r, 10));
+  }
+};
+
+describe('effects performed by the host', () => {
+  let host: Host;
+  let io: LoadedPlugin;
+  let conn: Connection;
+  let peer: Peer;
+  const events: DomainEvent[] = [];
+
+  beforeAll(async () => {
+    host = await testHost({ pluginPaths: [fixture('io')], policy: { plugins: { 'virtkit-fixture-io': { grants: 'requested' } } } });
+    conn = await connect('io:///default', { host });
+    conn.onEvent((e) => events.push(e));
+    io = await host.plugins.forScheme('io');
+    peer = new Peer(join(io.runtimeDir, 'peer.sock'));
+  });
+  afterAll(async () => {
+    peer?.server.close();
+    await conn?.close();
+    await host?.close();
+  });
+
+  it('reads, writes, stats, lists and removes files; runs programs with stdin, bounded output and time-outs; signals and waits', async () => {
+    const out = await io.host.run({
+      kind: 'info', node: { uri: 'io:///default', stateDir: io.stateDir, runtimeDir: io.runtimeDir }, args: '{}',
+    });
+    expect(JSON.parse(out.payload!)).toEqual({
+      text: '{"x":1}', size: 5, mode: 0o640, missing: true, names: ['a.json:file', 'b.txt:file'], afterRemove: 1,
+      cat: 'hello through cat', catCode: 0, big: '{"x":1}{"x', truncated: true,
+      slow: 'timeout', exitSignal: 'SIGTERM', clockOk: true,
+    });
+  });
+
+  it('keeps a watched channel open across operations and turns unsolicited events into handle-event', async () => {
+    await conn.start('vm');
+    expect(peer.commands).toEqual(['qmp_capabilities', 'cont']);
+    // The op waited for STOP itself: it is reported once, by suspend.
+    await conn.suspend('vm');
+    peer.emit('RESUME');
+    await until(() => events.some((e) => e.kind === 'resumed'));
+    expect((await conn.listDomains())[0]).toMatchObject({ state: 'running', reason: 'unpaused' });
+    peer.emit('STOP');
+    await until(() => events.filter((e) => e.kind === 'suspended').length === 2);
+    expect(events.map((e) => `${e.kind}/${e.reason}`)).toEqual(['started/booted', 'suspended/user', 'resumed/unpaused', 'suspended/user']);
+  });
+
+  it('reports the peer going away as a crash', async () => {
+    peer.client!.destroy();
+    await until(() => events.some((e) => e.kind === 'stopped'));
+    expect(events.at(-1)).toMatchObject({ domain: 'vm', kind: 'stopped', reason: 'crashed' });
+    expect((await conn.listDomains({ all: true }))[0]).toMatchObject({ state: 'shut-off', reason: 'crashed' });
+  });
+});
