@@ -1,0 +1,302 @@
+// The verbs. Each is a commander sub-command, so each has --help and argument checks.
+// A fresh tree is built for every command of an invocation (commander keeps parsed
+// option values in the tree).
+import { readFile } from 'node:fs/promises';
+import { Command, InvalidArgumentError } from 'commander';
+import { VirtkitError, type Connection, type DomainEvent, type DomainStatus } from '@virtkit/core';
+import { cpuRanges, eventLine, keyValues, stateText, table, toJson } from './format.js';
+import { parseJsonText } from './json-text.js';
+import type { ErrorContext } from './report.js';
+import type { CommandContext, Session } from './session.js';
+
+/** Option value parser: an integer >= min. */
+export function integer(what: string, min = 0) {
+  return (v: string): number => {
+    if (!/^\d+$/.test(v) || Number(v) < min || !Number.isSafeInteger(Number(v))) {
+      throw new InvalidArgumentError(`${what} must be an integer >= ${min}, not ${JSON.stringify(v)}`);
+    }
+    return Number(v);
+  };
+}
+
+/** Lifecycle verbs: [verb, description, what the success message says]. */
+const LIFECYCLE = [
+  ['start', 'Start (boot) a defined domain', 'started'],
+  ['shutdown', "Ask the guest to shut down (ACPI power button) and wait until it is off", 'shut down'],
+  ['destroy', 'Stop a domain at once, like pulling the power plug', 'destroyed'],
+  ['reboot', 'Ask the guest to reboot', 'rebooted'],
+  ['reset', 'Reset a domain at once, like pressing the reset button', 'reset'],
+  ['suspend', 'Pause a running domain; it keeps its memory but gets no CPU time', 'suspended'],
+  ['resume', 'Resume a paused domain', 'resumed'],
+] as const;
+type LifecycleVerb = (typeof LIFECYCLE)[number][0];
+
+async function readConfigFile(s: Session, file: string, label: string): Promise<unknown> {
+  let text: string;
+  try {
+    text = file === '-' ? await s.io.readStdin() : await readFile(file, 'utf8');
+  } catch (e) {
+    const err = e as NodeJS.ErrnoException;
+    if (err.code === 'ENOENT') throw new VirtkitError('NOT_FOUND', `cannot read ${label}: no such file`);
+    if (err.code === 'EISDIR') throw new VirtkitError('IO_ERROR', `cannot read ${label}: it is a directory`);
+    throw new VirtkitError('IO_ERROR', `cannot read ${label}: ${err.message}`);
+  }
+  return parseJsonText(text, label);
+}
+
+async function runLifecycle(conn: Connection, verb: LifecycleVerb, name: string, opts: { signal: AbortSignal; onProgress?: (p: number, m: string) => void; timeoutMs?: number }): Promise<DomainStatus> {
+  const job = { signal: opts.signal, onProgress: opts.onProgress };
+  switch (verb) {
+    case 'shutdown':
+      return conn.shutdown(name, { ...job, ...(opts.timeoutMs !== undefined ? { timeoutMs: opts.timeoutMs } : {}) });
+    default:
+      return conn[verb](name, job);
+  }
+}
+
+/** One line per verb for the top-level help. */
+export function verbSummary(verbs: Command): string {
+  const rows = verbs.commands.map((c) => {
+    const args = c.registeredArguments.map((a) => (a.required ? `<${a.name()}>` : `[${a.name()}]`)).join(' ');
+    return [`${c.name()}${args ? ` ${args}` : ''}`, c.description()] as const;
+  });
+  const width = Math.max(...rows.map(([t]) => t.length)) + 2;
+  return rows.map(([t, d]) => `  ${t.padEnd(width)}${d}`).join('\n');
+}
+
+/**
+ * Builds the verb tree for one command. `ctx` is that command's cancellation context;
+ * `failing` is filled in as the command learns what it is about (for error hints).
+ */
+export function buildVerbs(s: Session, ctx: CommandContext, failing: ErrorContext, topHelp: () => string, usage: string): Command {
+  const root = new Command('virtkit')
+    .exitOverride()
+    .configureOutput({ writeOut: (t) => s.io.out(t), writeErr: (t) => s.io.err(t) })
+    .showHelpAfterError(true)
+    .helpCommand(false)
+    .allowExcessArguments(false);
+
+  const json = (opts: { json?: boolean }) => s.globals.json || !!opts.json;
+  const verb = (name: string, description: string) => {
+    const cmd = root.command(name).description(description);
+    if (name !== 'help') cmd.option('--json', 'print JSON (as the global --json does)');
+    return cmd;
+  };
+  const named = (c: Command) => c.argument('<name>', 'domain name');
+  const note = (v: string, domain?: string) => {
+    failing.verb = v;
+    if (domain !== undefined) failing.domain = domain;
+  };
+
+  verb('define', 'Define a domain from a JSON config file, or update its persistent config')
+    .argument('<file>', "JSON domain config; '-' reads standard input")
+    .action(async (file: string, opts: { json?: boolean }) => {
+      note('define');
+      const label = file === '-' ? 'standard input' : file;
+      const doc = await readConfigFile(s, file, label);
+      if (doc && typeof doc === 'object' && typeof (doc as { name?: unknown }).name === 'string') note('define', (doc as { name: string }).name);
+      const conn = await s.connection();
+      let summary;
+      try {
+        summary = await conn.define(doc);
+      } catch (e) {
+        if (VirtkitError.is(e, 'INVALID_CONFIG')) throw new VirtkitError('INVALID_CONFIG', `${label}: ${e.message}`, { fields: e.fields, cause: e });
+        throw e;
+      }
+      if (json(opts)) s.printJson(summary);
+      else s.info(`Domain ${summary.name} defined from ${label}`);
+    });
+
+  named(verb('undefine', 'Remove the definition of an inactive domain')).action(async (name: string, opts: { json?: boolean }) => {
+    note('undefine', name);
+    const conn = await s.connection();
+    await conn.undefine(name);
+    if (json(opts)) s.printJson({ name, operation: 'undefine' });
+    else s.info(`Domain ${name} undefined`);
+  });
+
+  for (const [v, description, done] of LIFECYCLE) {
+    const cmd = named(verb(v, description));
+    if (v === 'shutdown') cmd.option('--timeout <ms>', 'how long to wait for the guest to power off (default 60000)', integer('--timeout', 1));
+    cmd.action(async (name: string, opts: { json?: boolean; timeout?: number }) => {
+      note(v, name);
+      const conn = await s.connection();
+      const p = s.progress(`${v} ${name}`);
+      let status: DomainStatus;
+      try {
+        status = await runLifecycle(conn, v, name, { signal: ctx.signal, onProgress: p.onProgress, timeoutMs: opts.timeout });
+      } finally {
+        p.done();
+      }
+      if (json(opts)) s.printJson({ name, operation: v, state: status.state, reason: status.reason });
+      else s.info(`Domain ${name} ${done}`);
+    });
+  }
+
+  verb('list', 'List active domains, or all with --all')
+    .option('--all', 'include inactive domains')
+    .option('--name', 'print only the names, one per line')
+    .action(async (opts: { json?: boolean; all?: boolean; name?: boolean }) => {
+      note('list');
+      const conn = await s.connection();
+      const domains = await conn.listDomains({ all: !!opts.all });
+      if (opts.name) {
+        if (json(opts)) s.printJson(domains.map((d) => d.name));
+        else for (const d of domains) s.io.out(d.name);
+      } else if (json(opts)) {
+        s.printJson(domains);
+      } else {
+        s.io.out(table(['Name', 'State', 'Reason', 'UUID'], domains.map((d) => [d.name, stateText(d.state), d.reason, d.uuid ?? '-'])));
+      }
+    });
+
+  named(verb('dominfo', 'Show basic facts about a domain')).action(async (name: string, opts: { json?: boolean }) => {
+    note('dominfo', name);
+    const conn = await s.connection();
+    const info = await conn.info(name);
+    const config = await conn.getConfig(name);
+    const persistent = (await conn.listDomains({ all: true })).find((d) => d.name === name)?.persistent ?? true;
+    if (json(opts)) {
+      s.printJson({ name, uuid: config.uuid, osType: config.os.type, ...info, persistent });
+      return;
+    }
+    s.io.out(
+      keyValues([
+        ['Name', name],
+        ['UUID', config.uuid ?? '-'],
+        ['OS Type', config.os.type],
+        ['State', stateText(info.state, info.reason)],
+        ['CPU(s)', String(info.vcpus)],
+        ['CPU time', `${(Number(info.cpuTimeNs) / 1e9).toFixed(1)}s`],
+        ['Max memory', `${info.maxMemoryKib} KiB`],
+        ['Used memory', `${info.memoryKib} KiB`],
+        ['Persistent', persistent ? 'yes' : 'no'],
+      ]),
+    );
+  });
+
+  named(verb('dumpconfig', 'Print the domain config as JSON'))
+    .option('--live', 'the config the running domain was started with, rather than the persistent one')
+    .action(async (name: string, opts: { json?: boolean; live?: boolean }) => {
+      note('dumpconfig', name);
+      const conn = await s.connection();
+      const config = await conn.getConfig(name, { live: !!opts.live });
+      // Always JSON: pretty for people, one line in --json mode (one document per line).
+      s.io.out(json(opts) ? toJson(config) : toJson(config, 2));
+    });
+
+  verb('nodeinfo', 'Show the node: CPUs, memory, NUMA cells, hypervisor').action(async (opts: { json?: boolean }) => {
+    note('nodeinfo');
+    const conn = await s.connection();
+    const n = await conn.nodeInfo();
+    if (json(opts)) {
+      s.printJson(n);
+      return;
+    }
+    s.io.out(
+      keyValues([
+        ['CPU model', n.cpuModel],
+        ['CPU(s)', String(n.cpus)],
+        ['CPU frequency', `${n.mhz} MHz`],
+        ['CPU socket(s)', String(n.sockets)],
+        ['Core(s) per socket', String(n.coresPerSocket)],
+        ['Thread(s) per core', String(n.threadsPerCore)],
+        ['NUMA cell(s)', String(n.numa.length)],
+        ['Memory size', `${n.memoryKib} KiB`],
+        ['Hypervisor', `${n.hypervisor} ${n.hypervisorVersion}`],
+        ...n.numa.map((c): [string, string] => [`NUMA cell ${c.id}`, `CPUs ${cpuRanges(c.cpus)}, ${c.memoryKib} KiB`]),
+        ...n.facts.map(([k, v]): [string, string] => [k, v]),
+      ]),
+    );
+  });
+
+  verb('capabilities', "Show the driver: name, version, URI schemes, operations, features, host world").action(async (opts: { json?: boolean }) => {
+    note('capabilities');
+    const conn = await s.connection();
+    const c = conn.capabilities();
+    if (json(opts)) {
+      s.printJson(c);
+      return;
+    }
+    const none = (l: string[]) => (l.length ? l.join(', ') : 'none');
+    s.io.out(
+      keyValues([
+        ['URI', c.uri],
+        ['Driver', `${c.driver.name} ${c.driver.version}`],
+        ['Plugin', `${c.plugin.name} ${c.plugin.version}`],
+        ['Plugin world', c.plugin.world],
+        ['Host world', c.hostWorld],
+        ['URI schemes', none(c.driver.uriSchemes)],
+        ['Operations', none(c.driver.operations)],
+        ['Features', none(c.driver.features)],
+        ['Config section', c.driver.configSchema ? `driver.${c.driver.name} (checked against the driver's schema)` : 'none'],
+      ]),
+    );
+  });
+
+  verb('plugins', 'List the installed driver plugins (needs no connection)').action(async (opts: { json?: boolean }) => {
+    note('plugins');
+    const host = await s.host();
+    const plugins = await host.plugins.summaries();
+    if (json(opts)) {
+      s.printJson(plugins);
+      return;
+    }
+    const grants = (g: Record<string, string[] | undefined>) =>
+      Object.entries(g)
+        .filter(([, v]) => v?.length)
+        .map(([k, v]) => `${k}: ${v!.join(', ')}`)
+        .join('; ') || 'none';
+    s.io.out(table(['Name', 'Version', 'Schemes', 'World', 'Grants requested'], plugins.map((p) => [p.name, p.version, p.schemes.map((x) => `${x}://`).join(', '), p.world, grants(p.grants as Record<string, string[] | undefined>)])));
+  });
+
+  verb('events', 'Print lifecycle events: SEQ TIME DOMAIN KIND REASON')
+    .option('--follow', 'keep printing new events until Ctrl-C, --count or the global --timeout')
+    .option('--since <seq>', 'only events after this sequence number (with --follow: replay those first)', integer('--since'))
+    .option('--count <n>', 'stop after this many events', integer('--count'))
+    .action(async (opts: { json?: boolean; follow?: boolean; since?: number; count?: number }) => {
+      note('events');
+      const conn = await s.connection();
+      const print = (e: DomainEvent) =>
+        json(opts)
+          ? s.printJson({ seq: e.seq, time: e.time, domain: e.domain, kind: e.kind, reason: e.reason, ...(e.detail !== undefined ? { detail: e.detail } : {}) })
+          : s.io.out(eventLine(e));
+      if (opts.count === 0) return;
+      let n = 0;
+      if (!opts.follow) {
+        // What the node kept: replay, then stop at once instead of following.
+        const stop = new AbortController();
+        const it = conn.events({ since: opts.since ?? 0, signal: stop.signal });
+        stop.abort();
+        for await (const e of it) {
+          print(e);
+          if (opts.count !== undefined && ++n >= opts.count) break;
+        }
+        return;
+      }
+      for await (const e of conn.events({ since: opts.since, signal: ctx.signal })) {
+        print(e);
+        if (opts.count !== undefined && ++n >= opts.count) break;
+      }
+    });
+
+  root
+    .command('help')
+    .description('Show the usage, or one verb\'s options')
+    .argument('[verb]', 'a verb')
+    .action((name?: string) => {
+      note('help');
+      if (!name) {
+        s.io.out(topHelp());
+        return;
+      }
+      const cmd = root.commands.find((c) => c.name() === name);
+      if (!cmd) root.error(`error: unknown verb '${name}'`, { code: 'virtkit.unknownVerb', exitCode: 2 });
+      s.io.out(cmd!.helpInformation());
+    });
+
+  // Errors of the root (unknown verb) show the short usage; the verbs' own errors show
+  // their help, as set before they were created.
+  root.showHelpAfterError(usage);
+  return root;
+}

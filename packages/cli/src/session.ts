@@ -1,0 +1,127 @@
+// One invocation of virtkit: its global options, ONE host and ONE connection shared by all
+// its commands (test:///default keeps state per connection), Ctrl-C and --timeout.
+import { connect, Host, VirtkitError, type Connection } from '@virtkit/core';
+import { toJson } from './format.js';
+
+export interface Globals {
+  connect: string;
+  /** Whether -c was given or VIRTKIT_DEFAULT_URI set (hints then repeat the URI). */
+  uriGiven: boolean;
+  json: boolean;
+  quiet: boolean;
+  timeout?: number;
+}
+
+export interface Io {
+  out(text: string): void;
+  err(text: string): void;
+  /** Writes to stderr as is (no newline added): for the progress line. */
+  errRaw(text: string): void;
+  /** Whether stderr is a terminal (progress is shown only there). */
+  errIsTty: boolean;
+  /** Reads all of standard input. */
+  readStdin(): Promise<string>;
+}
+
+export const processIo: Io = {
+  out: (t) => void process.stdout.write(t.endsWith('\n') ? t : `${t}\n`),
+  err: (t) => void process.stderr.write(t.endsWith('\n') ? t : `${t}\n`),
+  errRaw: (t) => void process.stderr.write(t),
+  get errIsTty() {
+    return process.stderr.isTTY === true;
+  },
+  async readStdin() {
+    const chunks: Buffer[] = [];
+    for await (const c of process.stdin) chunks.push(typeof c === 'string' ? Buffer.from(c) : c);
+    return Buffer.concat(chunks).toString('utf8');
+  },
+};
+
+/** What one command of the invocation runs with. */
+export interface CommandContext {
+  /** Aborted by Ctrl-C or by the global --timeout. */
+  signal: AbortSignal;
+  /** Whether the --timeout (not Ctrl-C) aborted `signal`. */
+  timedOut(): boolean;
+}
+
+export class Session {
+  private hostP?: Promise<Host>;
+  private connP?: Promise<Connection>;
+  private conn?: Connection;
+  private readonly interrupt = new AbortController();
+
+  constructor(
+    readonly globals: Globals,
+    readonly io: Io,
+    private readonly pluginSearch: string[],
+  ) {}
+
+  get interrupted(): boolean {
+    return this.interrupt.signal.aborted;
+  }
+
+  /** Ctrl-C: cancels the running job and stops the invocation. */
+  cancel(): void {
+    this.interrupt.abort(new VirtkitError('CANCELLED', 'interrupted'));
+  }
+
+  host(): Promise<Host> {
+    this.hostP ??= new Host({ pluginSearch: this.pluginSearch }).init();
+    return this.hostP;
+  }
+
+  /** The invocation's connection, opened by the first command that needs it. */
+  connection(): Promise<Connection> {
+    this.connP ??= this.host().then(async (host) => {
+      this.conn = await connect(this.globals.connect, { host });
+      return this.conn;
+    });
+    return this.connP;
+  }
+
+  /** The open connection, if a command opened one (for hints). */
+  get openConnection(): Connection | undefined {
+    return this.conn;
+  }
+
+  /** The context for the next command: Ctrl-C and a fresh --timeout. */
+  commandContext(): CommandContext {
+    const ms = this.globals.timeout;
+    const deadline = ms !== undefined ? AbortSignal.timeout(ms) : undefined;
+    const signal = deadline ? AbortSignal.any([this.interrupt.signal, deadline]) : this.interrupt.signal;
+    return { signal, timedOut: () => !!deadline?.aborted && !this.interrupted };
+  }
+
+  /** One line per JSON document, so several commands give JSON lines. */
+  printJson(value: unknown): void {
+    this.io.out(toJson(value));
+  }
+
+  /** Informational messages ("Domain web1 started"); -q silences them. */
+  info(text: string): void {
+    if (!this.globals.quiet) this.io.out(text);
+  }
+
+  /** A one-line progress display on a terminal's stderr; returns what clears it. */
+  progress(label: string): { onProgress?: (percent: number, message: string) => void; done(): void } {
+    if (this.globals.quiet || !this.io.errIsTty) return { done() {} };
+    let shown = false;
+    return {
+      onProgress: (percent, message) => {
+        shown = true;
+        this.io.errRaw(`\r\x1b[K${label}: ${Math.round(percent)}%${message ? ` ${message.replace(/[\r\n]+/g, ' ')}` : ''}`);
+      },
+      done: () => {
+        if (shown) this.io.errRaw('\r\x1b[K');
+      },
+    };
+  }
+
+  async close(): Promise<void> {
+    const conn = await this.connP?.catch(() => undefined);
+    await conn?.close().catch(() => {});
+    const host = await this.hostP?.catch(() => undefined);
+    await host?.close().catch(() => {});
+  }
+}
