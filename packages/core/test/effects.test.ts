@@ -5,7 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createServer, type Server, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { connect, type Connection, type DomainEvent, type Host, type LoadedPlugin } from '../src/index.js';
-import { fixture, testHost } from './helpers.js';
+import { fixture, tempDir, testHost } from './helpers.js';
 
 /** A QMP-shaped peer: answers each command with {"return":{}}, emits events on demand. */
 class Peer {
@@ -86,6 +86,38 @@ describe('effects performed by the host', () => {
     peer.emit('STOP');
     await until(() => events.filter((e) => e.kind === 'suspended').length === 2);
     expect(events.map((e) => `${e.kind}/${e.reason}`)).toEqual(['started/booted', 'suspended/user', 'resumed/unpaused', 'suspended/user']);
+  });
+
+  it('re-attaches active domains when a new host opens the node, and reports those whose peer died as crashed', async () => {
+    const stateDir = tempDir();
+    const first = await connect('io:///default', { host, stateDir });
+    const before = peer.commands.length;
+    await first.start('vm');
+    await first.close();
+    await host.close(); // the "manager" goes away; its channels with it
+
+    host = await testHost({ pluginPaths: [fixture('io')], policy: { plugins: { 'virtkit-fixture-io': { grants: 'requested' } } } });
+    io = await host.plugins.forScheme('io');
+    peer.server.close();
+    peer = new Peer(join(io.runtimeDir, 'peer.sock'));
+    const second = await connect('io:///default', { host, stateDir });
+    expect((await second.listDomains())[0]).toMatchObject({ name: 'vm', state: 'running' });
+    expect(peer.commands).toEqual(['qmp_capabilities']);
+    expect(before).toBeGreaterThan(0);
+    await second.close();
+
+    peer.server.close();
+    const third = await connect('io:///default', { host, stateDir });
+    const seen: DomainEvent[] = [];
+    third.onEvent((e) => seen.push(e));
+    expect((await third.listDomains({ all: true }))[0]).toMatchObject({ name: 'vm', state: 'shut-off', reason: 'crashed' });
+    expect((await third.events({ since: 0 }).next()).value).toMatchObject({ kind: 'started' });
+    await third.close();
+    peer = new Peer(join(io.runtimeDir, 'peer.sock'));
+    conn = await connect('io:///default', { host });
+    conn.onEvent((e) => events.push(e));
+    await conn.start('vm');
+    events.length = 0;
   });
 
   it('reports the peer going away as a crash', async () => {

@@ -98,7 +98,7 @@ export class Connection {
   }
 
   private async openNode(): Promise<void> {
-    if (!this.supports('open')) return;
+    if (!this.supports('open')) return this.reattachAll();
     let nodeDocument: string | undefined;
     const p = this.uri.path;
     if (p !== '/default' && p !== '/system' && p !== '/session' && p !== '/') {
@@ -116,9 +116,23 @@ export class Connection {
     const known = new Set((await this.store.listDomains()).map((d) => d.name));
     for (const [i, rec] of out.domains.entries()) {
       const config = this.validateConfig(JSON.parse(rec.config), `node document /domains/${i}/config`);
-      if (!known.has(config.name)) await this.store.putConfig(config.name, config as unknown as Record<string, unknown>);
+      // What the host already records wins: a persistent node's state survives reopening.
+      if (known.has(config.name)) continue;
+      await this.store.putConfig(config.name, config as unknown as Record<string, unknown>);
       await this.store.putRuntime(config.name, rec.status, rec.runtime);
     }
+    await this.reattachAll();
+  }
+
+  /**
+   * Domains the records say are active, from before this host started: the driver
+   * re-opens their channels or reports them gone. Runs before connect() returns, so the
+   * first listing is already true.
+   */
+  private async reattachAll(): Promise<void> {
+    if (!this.supports('reattach')) return;
+    const active = (await this.store.listDomains()).filter((d) => isActive(d) && d.runtime !== undefined);
+    await Promise.all(active.map((d) => this.jobs.run(d.name, 'reattach', {}, async () => this.apply(d, await this.run({ kind: 'reattach', domain: d })))));
   }
 
   /** Unsolicited input for a domain: a handle-event job, after the domain's jobs in flight. */

@@ -43,8 +43,16 @@ declare module 'virtkit:driver/driver@0.1.0' {
    * ## `"handle-event"`
    * 
    * An unsolicited message on a watched channel, or a watched process exit.
+   * ## `"reattach"`
+   * 
+   * The host (re)started while the domain was active: re-open its channels, or report
+   * it gone (shut off, reason crashed) if its hypervisor process died meanwhile.
+   * ## `"console"`
+   * 
+   * Name the endpoint of the domain's console (payload {"socket": path}); the host
+   * proxies the byte stream, it never passes through the driver.
    */
-  export type OperationKind = 'open' | 'define' | 'undefine' | 'start' | 'shutdown' | 'destroy' | 'reboot' | 'reset' | 'suspend' | 'resume' | 'info' | 'node-info' | 'handle-event';
+  export type OperationKind = 'open' | 'define' | 'undefine' | 'start' | 'shutdown' | 'destroy' | 'reboot' | 'reset' | 'suspend' | 'resume' | 'info' | 'node-info' | 'handle-event' | 'reattach' | 'console';
   export interface DriverDescription {
     name: string,
     version: string,
