@@ -28,6 +28,7 @@ import type {
   FieldMatch,
   FileStat,
   Signal,
+  ProcessInfo,
 } from 'virtkit:driver/effects@0.1.0';
 import type { ErrorCode, LifecycleEvent } from 'virtkit:driver/types@0.1.0';
 
@@ -140,6 +141,10 @@ export const fx = {
    * Connects to a JSON-lines unix socket. With `watch`, messages matching `watch.events`
    * that no operation waits for (and the channel closing) start handle-event for the domain.
    */
+  /** CPU time, RSS and state of a process the plugin may signal. */
+  *processInfo(pid: number): EffectGen<ProcessInfo> {
+    return (yield* perform({ tag: 'process-info', val: pid }, 'process')).val;
+  },
   *openChannel(path: string, opts: { timeoutMs?: number; watch?: { domain: string; events: FieldMatch[] } } = {}): EffectGen<number> {
     return (yield* perform({ tag: 'channel-open', val: { path, framing: 'json-lines', timeoutMs: opts.timeoutMs ?? 5000, watch: opts.watch } }, 'channel')).val;
   },

@@ -44,6 +44,9 @@ const SIGNALS: Record<string, NodeJS.Signals> = {
 };
 
 const none: EffectResult = { tag: 'none' };
+// USER_HZ and the page size: fixed on Linux x86_64 and aarch64 as Node cannot sysconf().
+const CLOCK_TICKS = 100n;
+const PAGE_SIZE = 4096n;
 
 /** Rejects with TIMEOUT after ms, or CANCELLED when the operation is cancelled. */
 function bounded<T>(what: string, ms: number, ctx: EffectContext, work: (done: AbortSignal) => Promise<T>): Promise<T> {
@@ -112,6 +115,7 @@ export class EffectPerformer {
       case 'spawn': return this.spawn(effect.val, ctx);
       case 'signal': return this.signal(effect.val);
       case 'wait-process': return this.waitProcess(effect.val, ctx);
+      case 'process-info': return this.processInfo(effect.val);
       case 'channel-open': return this.channelOpen(effect.val, ctx);
       case 'channel-send': return this.channelSend(effect.val);
       case 'channel-receive': return this.channelReceive(effect.val, ctx);
@@ -250,6 +254,28 @@ export class EffectPerformer {
         await new Promise((r) => setTimeout(r, 20));
       }
     });
+  }
+
+  private async processInfo(pid: number): Promise<EffectResult> {
+    await this.checkPid(pid, 'inspect');
+    let stat: string, statm: string;
+    try {
+      [stat, statm] = await Promise.all([readFile(`/proc/${pid}/stat`, 'utf8'), readFile(`/proc/${pid}/statm`, 'utf8')]);
+    } catch {
+      throw new VirtkitError('NOT_FOUND', `no process ${pid}`);
+    }
+    // Fields after the parenthesised command name, which may itself hold spaces or ')'.
+    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    const ticks = BigInt(f[11]!) + BigInt(f[12]!); // utime + stime
+    return {
+      tag: 'process',
+      val: {
+        state: f[0]!,
+        cpuTimeNs: (ticks * 1_000_000_000n) / CLOCK_TICKS,
+        rssBytes: BigInt(statm.split(' ')[1]!) * PAGE_SIZE,
+        startTimeTicks: BigInt(f[19]!),
+      },
+    };
   }
 
   private async channelOpen(req: E<'channel-open'>, ctx: EffectContext): Promise<EffectResult> {

@@ -87,6 +87,22 @@ export interface WaitRequest {
   timeoutMs: number,
 }
 /**
+ * What the kernel says of a process this plugin may signal (its own, or one running a
+ * granted executable): for CPU time and memory in `info` without a /proc grant.
+ */
+export interface ProcessInfo {
+  /**
+   * One letter as in /proc/PID/stat (R, S, D, T, Z, ...).
+   */
+  state: string,
+  cpuTimeNs: bigint,
+  rssBytes: bigint,
+  /**
+   * When it started, in clock ticks since boot (ties a pid to one process across pid reuse).
+   */
+  startTimeTicks: bigint,
+}
+/**
  * How bytes on a channel are cut into messages.
  * # Variants
  * 
@@ -160,7 +176,7 @@ export interface ProgressReport {
   percent: number,
   message: string,
 }
-export type Effect = EffectSpawn | EffectSignal | EffectWaitProcess | EffectChannelOpen | EffectChannelSend | EffectChannelReceive | EffectChannelClose | EffectFileRead | EffectFileWrite | EffectFileStat | EffectFileList | EffectFileRemove | EffectMakeDir | EffectSleep | EffectClock | EffectProgress;
+export type Effect = EffectSpawn | EffectSignal | EffectWaitProcess | EffectProcessInfo | EffectChannelOpen | EffectChannelSend | EffectChannelReceive | EffectChannelClose | EffectFileRead | EffectFileWrite | EffectFileStat | EffectFileList | EffectFileRemove | EffectMakeDir | EffectSleep | EffectClock | EffectProgress;
 export interface EffectSpawn {
   tag: 'spawn',
   val: SpawnRequest,
@@ -172,6 +188,13 @@ export interface EffectSignal {
 export interface EffectWaitProcess {
   tag: 'wait-process',
   val: WaitRequest,
+}
+/**
+ * Facts about a process; fails NOT_FOUND once it is gone.
+ */
+export interface EffectProcessInfo {
+  tag: 'process-info',
+  val: number,
 }
 export interface EffectChannelOpen {
   tag: 'channel-open',
@@ -274,7 +297,7 @@ export interface ClockReading {
 /**
  * What an effect produced, one case per effect family.
  */
-export type EffectResult = EffectResultNone | EffectResultSpawned | EffectResultExited | EffectResultChannel | EffectResultMessage | EffectResultData | EffectResultStat | EffectResultEntries | EffectResultClock;
+export type EffectResult = EffectResultNone | EffectResultSpawned | EffectResultExited | EffectResultChannel | EffectResultMessage | EffectResultData | EffectResultProcess | EffectResultStat | EffectResultEntries | EffectResultClock;
 /**
  * Effects with nothing to report: signal, send, close, write, remove, make-dir,
  * sleep, progress.
@@ -316,6 +339,13 @@ export interface EffectResultMessage {
 export interface EffectResultData {
   tag: 'data',
   val: Uint8Array,
+}
+/**
+ * process-info.
+ */
+export interface EffectResultProcess {
+  tag: 'process',
+  val: ProcessInfo,
 }
 /**
  * file-stat: none when the path does not exist.
