@@ -264,11 +264,8 @@ export function buildVerbs(s: Session, ctx: CommandContext, failing: ErrorContex
       if (opts.count === 0) return;
       let n = 0;
       if (!opts.follow) {
-        // What the node kept: replay, then stop at once instead of following.
-        const stop = new AbortController();
-        const it = conn.events({ since: opts.since ?? 0, signal: stop.signal });
-        stop.abort();
-        for await (const e of it) {
+        // What the node kept: replay, then stop instead of following.
+        for await (const e of conn.events({ since: opts.since ?? 0, follow: false })) {
           print(e);
           if (opts.count !== undefined && ++n >= opts.count) break;
         }

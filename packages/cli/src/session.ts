@@ -67,8 +67,14 @@ export class Session {
   }
 
   host(): Promise<Host> {
-    this.hostP ??= new Host({ pluginSearch: this.pluginSearch }).init();
+    this.hostP ??= new Host({ pluginSearch: this.pluginSearch, onLog: (plugin, level, message) => this.pluginLog(plugin, level, message) }).init();
     return this.hostP;
+  }
+
+  /** Plugins' warnings and errors go to stderr (not with -q); all their logs with $VIRTKIT_DEBUG. */
+  private pluginLog(plugin: string, level: string, message: string): void {
+    const loud = level === 'warn' || level === 'error';
+    if (process.env.VIRTKIT_DEBUG || (loud && !this.globals.quiet)) this.io.err(`${plugin}: ${level}: ${message}`);
   }
 
   /** The invocation's connection, opened by the first command that needs it. */

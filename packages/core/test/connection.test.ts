@@ -157,6 +157,8 @@ describe('test:///default', () => {
     const c = await connect(`test://${file}`, { host });
     expect((await c.listDomains({ all: true })).map((d) => `${d.name}:${d.state}`)).toEqual(['alpha:running', 'beta:paused', 'gamma:shut-off']);
     expect((await c.nodeInfo()).cpuModel).toBe('fake-from-file');
+    expect((await c.nodeInfo()).numa).toEqual([{ id: 0, cpus: new Uint32Array([0, 1, 2, 3]), memoryKib: 16n * 1024n * 1024n }]);
+    expect((await c.getConfig('alpha')).uuid).toMatch(/^[0-9a-f-]{36}$/);
     await c.resume('beta');
     await c.close();
 
@@ -192,5 +194,22 @@ describe('test:///default', () => {
   it('closes', async () => {
     await conn.close();
     expect((await failure(conn.listDomains())).code).toBe('OPERATION_INVALID');
+  });
+});
+
+describe('event replay without following', () => {
+  it('ends after what the node kept when follow is false', async () => {
+    const host = await testHost();
+    const c = await connect('test:///default', { host });
+    await c.suspend('test');
+    await c.resume('test');
+    const got: string[] = [];
+    for await (const e of c.events({ since: 0, follow: false })) got.push(`${e.seq}:${e.kind}`);
+    expect(got).toEqual(['1:suspended', '2:resumed']);
+    const none: unknown[] = [];
+    for await (const e of c.events({ follow: false })) none.push(e);
+    expect(none).toEqual([]);
+    await c.close();
+    await host.close();
   });
 });

@@ -123,7 +123,13 @@ export const driver = defineDriver({
         });
       }
       const { memoryKib, ...rest } = doc.node ?? {};
-      return { domains, node: { ...DEFAULT_NODE, ...rest, ...(memoryKib !== undefined ? { memoryKib: BigInt(memoryKib) } : {}) } };
+      const node: NodeInfo = { ...DEFAULT_NODE, ...rest, ...(memoryKib !== undefined ? { memoryKib: BigInt(memoryKib) } : {}) };
+      // The default NUMA layout describes the default CPUs: a node document that changes
+      // the CPUs or memory gets one cell holding them all.
+      if (doc.node && (doc.node.cpus !== undefined || memoryKib !== undefined)) {
+        node.numa = [{ id: 0, cpus: new Uint32Array(Array.from({ length: node.cpus }, (_, i) => i)), memoryKib: node.memoryKib }];
+      }
+      return { domains, node };
     },
 
     *start(ctx) {

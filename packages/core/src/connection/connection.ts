@@ -118,7 +118,7 @@ export class Connection {
       const config = this.validateConfig(JSON.parse(rec.config), `node document /domains/${i}/config`);
       // What the host already records wins: a persistent node's state survives reopening.
       if (known.has(config.name)) continue;
-      await this.store.putConfig(config.name, config as unknown as Record<string, unknown>);
+      await this.store.putConfig(config.name, { ...config, uuid: config.uuid ?? randomUUID() } as unknown as Record<string, unknown>);
       await this.store.putRuntime(config.name, rec.status, rec.runtime);
     }
     await this.reattachAll();
@@ -260,7 +260,13 @@ export class Connection {
       if (pre && !pre.ok(d)) throw new VirtkitError('OPERATION_INVALID', `cannot ${kind} domain ${name}: it ${pre.why} (state ${d.status.state})`);
       // A start runs the persistent config; later operations keep seeing that live config.
       const live = kind === 'start' ? { ...d, liveConfig: undefined } : d;
-      const out = await this.run({ kind, domain: live, args: opts.args }, { signal: job.signal, onProgress: job.progress });
+      let out: Outcome;
+      try {
+        out = await this.run({ kind, domain: live, args: opts.args }, { signal: job.signal, onProgress: job.progress });
+      } catch (e) {
+        if (VirtkitError.is(e, 'CANCELLED')) throw new VirtkitError('CANCELLED', `${kind} ${name} cancelled (${e.message})`, { cause: e });
+        throw e;
+      }
       return this.apply(d, out, kind === 'start' ? d.config : undefined);
     });
   }
@@ -334,8 +340,11 @@ export class Connection {
     return this.hub.on(listener);
   }
 
-  /** Lifecycle events as an async iterator; `since` replays what the node kept after that seq. */
-  events(opts: { since?: number; signal?: AbortSignal } = {}): AsyncIterableIterator<DomainEvent> {
+  /**
+   * Lifecycle events as an async iterator; `since` replays what the node kept after that
+   * seq; `follow: false` ends after the replay instead of waiting for new events.
+   */
+  events(opts: { since?: number; follow?: boolean; signal?: AbortSignal } = {}): AsyncIterableIterator<DomainEvent> {
     return this.hub.iterate(opts);
   }
 

@@ -35,7 +35,7 @@ export class EventHub {
    * Events as an async iterator. With `since`, first replays what the store still has after
    * that seq, then follows live ones, without gaps or duplicates.
    */
-  iterate(opts: { since?: number; signal?: AbortSignal } = {}): AsyncIterableIterator<DomainEvent> {
+  iterate(opts: { since?: number; follow?: boolean; signal?: AbortSignal } = {}): AsyncIterableIterator<DomainEvent> {
     const queue: DomainEvent[] = [];
     let wake: (() => void) | undefined;
     let done = false;
@@ -46,6 +46,11 @@ export class EventHub {
       queue.push(e);
       wake?.();
     };
+    const finish = () => {
+      done = true;
+      off();
+      wake?.();
+    };
     const buffered: DomainEvent[] = [];
     let replaying = opts.since !== undefined;
     const off = this.on((e) => (replaying ? buffered.push(e) : push(e)));
@@ -54,13 +59,11 @@ export class EventHub {
           for (const e of old) push(e);
           replaying = false;
           for (const e of buffered) push(e);
+          if (opts.follow === false) finish();
         })
-      : Promise.resolve();
-    const finish = () => {
-      done = true;
-      off();
-      wake?.();
-    };
+      : Promise.resolve().then(() => {
+          if (opts.follow === false) finish();
+        });
     opts.signal?.addEventListener('abort', finish, { once: true });
     const it: AsyncIterableIterator<DomainEvent> = {
       async next() {
