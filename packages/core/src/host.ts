@@ -170,7 +170,7 @@ export class PluginManager {
     child.register(TOKENS.PluginGrants, { useValue: grants });
     child.register(TOKENS.PluginHost, {
       useFactory: instanceCachingFactory(
-        (c) => new PluginHost({ plugin: `${pkg.name}@${pkg.version}`, glueDir: glue.dir, modules: glue.modules, grants: c.resolve<Grants>(TOKENS.PluginGrants), stepTimeoutMs: opts.stepTimeoutMs, limits: opts.limits, onLog: opts.onLog, onWatch: (n) => this.dispatch(pkg.name, n) }),
+        (c) => new PluginHost({ plugin: `${pkg.name}@${pkg.version}`, glueDir: glue.dir, grants: c.resolve<Grants>(TOKENS.PluginGrants), stepTimeoutMs: opts.stepTimeoutMs, limits: opts.limits, onLog: opts.onLog, onWatch: (n) => this.dispatch(pkg.name, n) }),
       ),
     });
     const host = child.resolve<PluginHost>(TOKENS.PluginHost);

@@ -3,8 +3,7 @@
 // runs), cached by the component's hash, and refused when the component imports anything
 // but virtkit's host interfaces.
 import { createHash } from 'node:crypto';
-import { mkdir, readFile, readdir, rename, rm, writeFile } from 'node:fs/promises';
-import { setFlagsFromString } from 'node:v8';
+import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { VirtkitError } from '../errors.js';
 
@@ -14,8 +13,6 @@ export const HOST_INTERFACES = ['virtkit:driver/host'];
 export interface Glue {
   /** Directory holding driver.js and its core modules. */
   dir: string;
-  /** The core modules, compiled once per host and shared with every worker of the plugin. */
-  modules: Record<string, WebAssembly.Module>;
   hash: string;
   imports: string[];
   exports: string[];
@@ -68,14 +65,6 @@ export async function loadGlue(plugin: string, componentPath: string, cacheDir: 
   if (foreign.length > 0) {
     throw new VirtkitError('PLUGIN_REFUSED', `plugin ${plugin}: its component imports ${foreign.join(', ')}; a driver may import only ${HOST_INTERFACES.join(', ')}`);
   }
-  return { dir, hash, imports: meta.imports, exports: meta.exports, modules: await compileModules(dir) };
+  return { dir, hash, imports: meta.imports, exports: meta.exports, };
 }
 
-async function compileModules(dir: string): Promise<Record<string, WebAssembly.Module>> {
-  // QuickJS components use Wasm extended-const, which Node 20's V8 keeps behind a flag.
-  setFlagsFromString('--experimental-wasm-extended-const');
-  const names = (await readdir(dir)).filter((n) => n.endsWith('.wasm'));
-  const out: Record<string, WebAssembly.Module> = {};
-  await Promise.all(names.map(async (n) => (out[n] = await WebAssembly.compile(await readFile(join(dir, n))))));
-  return out;
-}

@@ -15,7 +15,6 @@ import type { WorkerInit } from './worker.js';
 export interface PluginHostOptions {
   plugin: string;
   glueDir: string;
-  modules: Record<string, WebAssembly.Module>;
   grants: Grants;
   /** A driver that stays inside one step longer than this is stopped and reloaded. */
   stepTimeoutMs?: number;
@@ -55,6 +54,7 @@ export class PluginHost {
   private pending = new Map<number, Pending>();
   private nextId = 1;
   private stepClock = new SharedArrayBuffer(8);
+  private compiled?: Record<string, WebAssembly.Module>;
   private watchdog?: NodeJS.Timeout;
   /** How many times the worker was replaced (a stuck step, a crash). */
   restarts = 0;
@@ -72,7 +72,6 @@ export class PluginHost {
     const init: WorkerInit = {
       plugin: this.opts.plugin,
       glueDir: this.opts.glueDir,
-      modules: this.opts.modules,
       grants: this.opts.grants,
       limits: { ...DEFAULT_LIMITS, ...this.opts.limits },
       stepClock: this.stepClock,
@@ -80,6 +79,9 @@ export class PluginHost {
     };
     const worker = new Worker(workerEntry(), { workerData: init, stdout: false, stderr: false });
     this.worker = worker;
+    // The first worker compiles the component and hands the modules back; later workers
+    // (after a restart) get them: cloning a compiled Module shares its code.
+    worker.postMessage({ t: 'modules', modules: this.compiled } satisfies ToWorker);
     this.ready = new Promise<DriverDescription>((resolve, reject) => {
       worker.on('message', (m: FromWorker) => {
         switch (m.t) {
@@ -90,6 +92,9 @@ export class PluginHost {
             return reject(new VirtkitError('PLUGIN_REFUSED', `plugin ${this.opts.plugin} failed to start: ${m.error.message}`));
           case 'log':
             return this.opts.onLog?.(this.opts.plugin, m.level, m.message);
+          case 'compiled':
+            this.compiled ??= m.modules;
+            return;
           case 'watch':
             return this.opts.onWatch?.(m.notice);
           case 'progress':

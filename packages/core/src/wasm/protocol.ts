@@ -10,6 +10,7 @@ export interface WireError {
 export type ToWorker =
   | { t: 'run'; id: number; request: OperationRequest }
   | { t: 'cancel'; id: number }
+  | { t: 'modules'; modules: Record<string, WebAssembly.Module> | undefined }
   | { t: 'close' };
 
 export type FromWorker =
@@ -18,5 +19,6 @@ export type FromWorker =
   | { t: 'log'; level: string; message: string }
   | { t: 'progress'; id: number; percent: number; message: string }
   | { t: 'watch'; notice: WatchNotice }
+  | { t: 'compiled'; modules: Record<string, WebAssembly.Module> }
   | { t: 'done'; id: number; outcome: Outcome }
   | { t: 'failed'; id: number; error: WireError };

@@ -18,8 +18,6 @@ setFlagsFromString('--experimental-wasm-extended-const');
 export interface WorkerInit {
   plugin: string;
   glueDir: string;
-  /** Core modules compiled by the main thread (cloning a Module shares its code). */
-  modules: Record<string, WebAssembly.Module>;
   grants: Grants;
   limits: EffectLimits;
   /** Shared with the main thread: [0] = wall time the current step began, 0 between steps. */
@@ -50,9 +48,14 @@ const hostImports = {
 // jco 1.35 keys imports without the version in its JS but with it in its types: give both.
 const imports = { 'virtkit:driver/host': hostImports, 'virtkit:driver/host@0.1.0': hostImports };
 
-const modules = new Map<string, WebAssembly.Module>(Object.entries(init.modules));
+// A restarted worker gets the modules an earlier one compiled (a 'modules' message, which
+// may come before our listener below exists: ports queue until then); the first compiles
+// them and sends them back.
+let sharedModules: (m: Record<string, WebAssembly.Module> | undefined) => void;
+const modulesReady = new Promise<Record<string, WebAssembly.Module> | undefined>((r) => (sharedModules = r));
+const modules = new Map<string, WebAssembly.Module>();
 async function compile(name: string): Promise<WebAssembly.Module> {
-  let m = modules.get(name);
+  let m = modules.get(name) ?? (await modulesReady)?.[name];
   if (!m) {
     m = await WebAssembly.compile(await readFile(join(init.glueDir, name)));
     modules.set(name, m);
@@ -158,7 +161,8 @@ async function run(id: number, request: OperationRequest) {
 }
 
 port.on('message', (m: ToWorker) => {
-  if (m.t === 'run') void run(m.id, m.request);
+  if (m.t === 'modules') sharedModules(m.modules);
+  else if (m.t === 'run') void run(m.id, m.request);
   else if (m.t === 'cancel') running.get(m.id)?.ac.abort();
   else if (m.t === 'close') {
     performer.close();
@@ -167,7 +171,9 @@ port.on('message', (m: ToWorker) => {
 });
 
 try {
-  post({ t: 'ready', description: (await root).driver.describe() });
+  const description = (await root).driver.describe();
+  if (!(await modulesReady)) post({ t: 'compiled', modules: Object.fromEntries(modules) });
+  post({ t: 'ready', description });
 } catch (e) {
   post({ t: 'init-error', error: errorOf(e) });
 }
