@@ -93,6 +93,7 @@ mkdir -p "$OUT_DIR/debs"
 OUT_DIR="$(cd "$OUT_DIR" && pwd)"
 exec 9>"$OUT_DIR/.lock"
 flock 9   # one build per OUT_DIR at a time; a second caller waits, then sees the cache
+rm -rf "$OUT_DIR"/.build.*   # leftovers of an interrupted build (safe: we hold the lock)
 
 # ------------------------------------------------------------------------------------------------
 # 2. which kernel: the linux-image-<abi>-cloud-amd64 package the metapackage currently depends on
@@ -103,9 +104,9 @@ resolve_kernel() {
   # Candidate metapackage, e.g. "Depends: linux-image-6.1.0-56-cloud-amd64 (= 6.1.192-2)".
   # (One apt-cache call: without a pkgcache.bin, as in Debian containers, each costs ~0.5-1 s.)
   local dep
-  KERNEL_PKG= KERNEL_PKG_VERSION=
+  KERNEL_PKG='' KERNEL_PKG_VERSION=''
   dep=$(apt-cache show --no-all-versions "$KERNEL_META" 2>/dev/null | sed -n 's/^Depends: //p' |
-    tr ',|' '\n\n' | sed 's/^ *//' | grep '^linux-image-[0-9]' | head -n1) || true
+    tr ',|' '\n' | sed 's/^ *//' | grep '^linux-image-[0-9]' | head -n1) || true
   [ -n "$dep" ] || return 1
   KERNEL_PKG=${dep%% *}
   if [[ $dep =~ \(=\ *([^\ \)]+)\) ]]; then
@@ -146,13 +147,19 @@ trap 'rm -rf "$WORK"' EXIT
 # ------------------------------------------------------------------------------------------------
 # 4. kernel .deb (kept in OUT_DIR/debs) and extraction
 # ------------------------------------------------------------------------------------------------
-# The cached .deb for $KERNEL_PKG at $KERNEL_PKG_VERSION, if there is a sound one.
+# The cached .deb for $KERNEL_PKG at $KERNEL_PKG_VERSION, if there is a sound one: right package and
+# version, and (when apt knows it) the SHA256 from the package lists, so a truncated file is refused.
+deb_sha256() {
+  apt-cache show --no-all-versions "$KERNEL_PKG=$KERNEL_PKG_VERSION" 2>/dev/null | sed -n 's/^SHA256: //p' | head -n1
+}
 find_cached_deb() {
-  local f
+  local f want
+  want=$(deb_sha256) || true
   for f in "$OUT_DIR/debs/${KERNEL_PKG}_"*.deb; do
     [ -f "$f" ] || continue
     [ "$(dpkg-deb -f "$f" Package 2>/dev/null)" = "$KERNEL_PKG" ] || continue
     [ "$(dpkg-deb -f "$f" Version 2>/dev/null)" = "$KERNEL_PKG_VERSION" ] || continue
+    [ -z "$want" ] || [ "$(sha256sum "$f" | cut -d' ' -f1)" = "$want" ] || continue
     echo "$f"; return 0
   done
   return 1
@@ -187,7 +194,7 @@ MODDIR="$KTREE/lib/modules/$KERNEL_VERSION"
 # read every format, so decompress them all once here; the initramfs then carries plain .ko files.
 decompress_modules() {   # suffix package command...
   local suffix=$1 pkg=$2; shift 2
-  find "$MODDIR" -name "*.ko.$suffix" | grep -q . || return 0
+  [ -n "$(find "$MODDIR" -name "*.ko.$suffix" -print -quit)" ] || return 0
   ensure_packages "$pkg"
   find "$MODDIR" -name "*.ko.$suffix" -print0 | xargs -0r -n 64 -P "$(nproc)" "$@"
 }
@@ -237,7 +244,7 @@ for applet in $("$BUSYBOX" --list); do
   [ "$applet" = busybox ] || ln -s busybox "$ROOT/bin/$applet"
 done
 # The kernel's built-in initramfs already provides /dev/console; add one too when we may mknod.
-[ "$(id -u)" = 0 ] && mknod -m 600 "$ROOT/dev/console" c 5 1
+if [ "$(id -u)" = 0 ]; then mknod -m 600 "$ROOT/dev/console" c 5 1 2>/dev/null || true; fi
 
 : > "$ROOT/etc/virtkit/modules"
 for rel in ${LOAD_ORDER[@]+"${LOAD_ORDER[@]}"}; do
@@ -264,8 +271,19 @@ done < /etc/virtkit/modules
 # busybox acpid opens /dev/input/event0..N once at start-up, so it must start after evdev and
 # button have created them. It maps the power-button key to the "PWRF" event; /etc/acpid.conf
 # maps that to the action /etc/acpi/power-button.
-acpid -c /etc/acpi -a /etc/acpid.conf -l /run/acpid.log -p /run/acpid.pid ||
-  echo "VIRTKIT-GUEST-WARN acpid did not start; the power button will not work"
+# The acpid command returns as soon as it has forked into the background, before the daemon has
+# opened the event devices; a press in that gap is lost. The daemon writes its pid file only after
+# opening them, so READY waits for the pid file (up to 5 s).
+acpid -c /etc/acpi -a /etc/acpid.conf -l /run/acpid.log -p /run/acpid.pid
+tries=0
+while [ ! -s /run/acpid.pid ]; do
+  tries=$((tries + 1))
+  if [ "$tries" -gt 500 ]; then
+    echo "VIRTKIT-GUEST-WARN acpid is not running; the power button will not work"
+    break
+  fi
+  usleep 10000
+done
 
 for blk in /sys/block/vd*; do
   [ -e "$blk/size" ] || continue
@@ -299,7 +317,7 @@ quietly qemu-img create -q -f qcow2 "$WORK/disk.qcow2" "$DISK_SIZE"
 # ------------------------------------------------------------------------------------------------
 # 7. publish: outputs first, manifest (the cache record) last
 # ------------------------------------------------------------------------------------------------
-json_list() { local out= x; for x in "$@"; do out+="${out:+, }\"$x\""; done; echo "[$out]"; }
+json_list() { local out='' x; for x in "$@"; do out+="${out:+, }\"$x\""; done; echo "[$out]"; }
 LOADED_NAMES=()
 for rel in ${LOAD_ORDER[@]+"${LOAD_ORDER[@]}"}; do LOADED_NAMES+=("$(modname "$rel")"); done
 cat > "$WORK/manifest.json" <<JSON
@@ -322,4 +340,4 @@ rm -f "$OUT_DIR/manifest.json"
 for f in vmlinuz initramfs.cpio.gz disk.qcow2; do mv -f "$WORK/$f" "$OUT_DIR/$f"; done
 mv -f "$WORK/manifest.json" "$OUT_DIR/manifest.json"
 
-say "built kernel $KERNEL_VERSION, initramfs $(stat -c %s "$OUT_DIR/initramfs.cpio.gz") bytes, modules: ${LOADED_NAMES[*]:-none} ($(elapsed))"
+echo "test guest: built kernel $KERNEL_VERSION, initramfs $(stat -c %s "$OUT_DIR/initramfs.cpio.gz") bytes, modules: ${LOADED_NAMES[*]:-none} ($(elapsed))"

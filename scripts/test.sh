@@ -7,4 +7,5 @@ cd "$root"
 export PATH="$root/.cache/tools/node_modules/.bin:$PATH"
 node scripts/gen.mjs --check
 pnpm exec tsc -p packages/plugin-test/tsconfig.json --noEmit
+pnpm exec tsc -p packages/plugin-kvm/tsconfig.json --noEmit
 pnpm exec vitest run
