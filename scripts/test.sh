@@ -5,6 +5,8 @@ root="$(cd "$(dirname "$0")/.." && pwd)"
 bash "$root/scripts/setup.sh"
 cd "$root"
 export PATH="$root/.cache/tools/node_modules/.bin:$PATH"
+# The tiny guest the QEMU tests boot (installs qemu and friends from apt when missing; cached).
+bash scripts/build-test-guest.sh
 node scripts/gen.mjs --check
 pnpm exec tsc -p packages/plugin-test/tsconfig.json --noEmit
 pnpm exec tsc -p packages/plugin-kvm/tsconfig.json --noEmit

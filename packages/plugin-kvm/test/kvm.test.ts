@@ -1,0 +1,166 @@
+// Real QEMU, real guest (scripts/build-test-guest.sh, run by scripts/test.sh first), under
+// TCG where KVM is not really usable. Through virtiokit's API: the lifecycle, a qcow2 disk
+// the guest sees, suspend/resume, graceful shutdown, destroy, crash detection, re-attach
+// by a new manager.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { copyFileSync, existsSync, mkdtempSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { connect, Host, type Connection, type DomainEvent } from '@virtkit/core';
+
+const repo = join(import.meta.dirname, '..', '..', '..');
+const guest = join(repo, '.cache', 'test-guest');
+const hasGuest = existsSync(join(guest, 'manifest.json'));
+
+// Short roots: a unix socket path must stay under 108 bytes.
+const root = mkdtempSync('/tmp/vk-');
+const hostOptions = () => ({
+  stateRoot: join(root, 'state'), runtimeRoot: join(root, 'run'), cacheDir: join(repo, '.cache', 'glue'),
+  pluginSearch: [join(repo, 'packages', 'cli')],
+});
+
+function vm(name: string, extra: Record<string, unknown> = {}) {
+  const disk = join(root, `${name}.qcow2`);
+  copyFileSync(join(guest, 'disk.qcow2'), disk);
+  return {
+    name, memoryMiB: 128, vcpus: 1,
+    os: { type: 'hvm', kernel: join(guest, 'vmlinuz'), initrd: join(guest, 'initramfs.cpio.gz'), cmdline: 'console=ttyS0 quiet panic=-1' },
+    devices: { disks: [{ source: disk, format: 'qcow2' }], serials: [{ logFile: join(root, `${name}.serial.log`) }] },
+    driver: { qemu: { powerdownRetryMs: 300 } },
+    ...extra,
+  };
+}
+
+const serial = (name: string) => {
+  try {
+    return readFileSync(join(root, `${name}.serial.log`), 'utf8');
+  } catch {
+    return '';
+  }
+};
+
+async function until<T>(what: string, f: () => T | undefined | false | Promise<T | undefined | false>, ms = 30_000): Promise<T> {
+  const end = Date.now() + ms;
+  for (;;) {
+    const v = await f();
+    if (v) return v;
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 25));
+  }
+}
+
+async function qemuPid(c: Connection, name: string): Promise<number> {
+  const uuid = (await c.getConfig(name)).uuid!;
+  return Number(readFileSync(join(root, 'run', 'plugins', 'virtkit-plugin-kvm', uuid, 'qemu.pid'), 'utf8'));
+}
+
+const running = (pid: number) => {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return stat.slice(stat.lastIndexOf(')') + 2)[0] !== 'Z';
+  } catch {
+    return false;
+  }
+};
+
+// Skipped only outside CI when the guest was never built (scripts/test.sh builds it).
+describe.skipIf(!hasGuest && !process.env.CI)('qemu:///system with a real guest', () => {
+  let host: Host;
+  let conn: Connection;
+  const events: DomainEvent[] = [];
+
+  beforeAll(async () => {
+    host = await new Host(hostOptions()).init();
+    conn = await connect('qemu:///system', { host });
+    conn.onEvent((e) => events.push(e));
+  });
+  afterAll(async () => {
+    for (const d of (await conn?.listDomains()) ?? []) await conn.destroy(d.name).catch(() => {});
+    await conn?.close();
+    await host?.close();
+  });
+
+  it('reports the accelerator it chose, and the node', async () => {
+    const node = await conn.nodeInfo();
+    const facts = Object.fromEntries(node.facts);
+    expect(node.hypervisor).toBe('QEMU');
+    expect(node.hypervisorVersion).toMatch(/^\d+\.\d+/);
+    expect(node.cpus).toBeGreaterThan(0);
+    expect(facts['machine-types']).toMatch(/\bpc\b/);
+    const hw = existsSync('/sys/module/kvm_intel') || existsSync('/sys/module/kvm_amd');
+    expect(facts.accelerator).toBe(hw && existsSync('/dev/kvm') ? 'kvm' : 'tcg');
+  });
+
+  it('boots the guest, which sees its qcow2 disk; suspends, resumes and shuts it down gracefully', async () => {
+    await conn.define(vm('life'));
+    expect(await conn.start('life')).toEqual({ state: 'running', reason: 'booted' });
+    const pid = await qemuPid(conn, 'life');
+    await until('the guest to be ready', () => serial('life').includes('VIRTKIT-GUEST-READY'));
+    expect(serial('life')).toMatch(/VIRTKIT-GUEST-DISK vda 67108864/);
+    const info = await conn.info('life');
+    expect(info).toMatchObject({ state: 'running', vcpus: 1, memoryKib: 128n * 1024n });
+    expect(info.cpuTimeNs).toBeGreaterThan(0n);
+
+    await conn.suspend('life');
+    const paused = await conn.info('life');
+    await new Promise((r) => setTimeout(r, 300));
+    expect((await conn.info('life')).cpuTimeNs - paused.cpuTimeNs).toBeLessThan(200_000_000n);
+    await conn.resume('life');
+
+    expect(await conn.shutdown('life', { timeoutMs: 20_000 })).toEqual({ state: 'shut-off', reason: 'shutdown' });
+    expect(serial('life')).toContain('VIRTKIT-GUEST-POWEROFF');
+    await until('QEMU to exit', () => !running(pid), 5000);
+    expect(events.filter((e) => e.domain === 'life').map((e) => `${e.kind}/${e.reason}`)).toEqual([
+      'defined/unknown', 'started/booted', 'suspended/user', 'resumed/unpaused', 'stopped/shutdown',
+    ]);
+  });
+
+  it('destroys at once, and reports a guest that ignores the power button', async () => {
+    await conn.define(vm('stubborn'));
+    await conn.start('stubborn');
+    const pid = await qemuPid(conn, 'stubborn');
+    // Pressed before the guest's acpid runs, or too short a wait: the guest stays up.
+    const e = await conn.shutdown('stubborn', { timeoutMs: 200 }).catch((x) => x);
+    expect(e.code).toBe('TIMEOUT');
+    expect(e.message).toMatch(/did not power off within 200 ms .* destroy forces it off/);
+    expect((await conn.listDomains()).find((d) => d.name === 'stubborn')?.state).toBe('running');
+    expect(await conn.destroy('stubborn')).toEqual({ state: 'shut-off', reason: 'destroyed' });
+    expect(running(pid)).toBe(false);
+  });
+
+  it('detects QEMU dying from outside as a crash', async () => {
+    await conn.define(vm('victim'));
+    await conn.start('victim');
+    const pid = await qemuPid(conn, 'victim');
+    process.kill(pid, 'SIGKILL');
+    await until('the crash event', () => events.some((e) => e.domain === 'victim' && e.kind === 'stopped'), 10_000);
+    expect(events.filter((e) => e.domain === 'victim').at(-1)).toMatchObject({ kind: 'stopped', reason: 'crashed' });
+    expect((await conn.listDomains({ all: true })).find((d) => d.name === 'victim')).toMatchObject({ state: 'shut-off', reason: 'crashed' });
+  });
+
+  it('a new manager re-attaches running domains and marks the ones that died meanwhile as crashed', async () => {
+    await conn.define(vm('keeper'));
+    await conn.define(vm('goner'));
+    await conn.start('keeper');
+    await conn.start('goner');
+    const keeperPid = await qemuPid(conn, 'keeper');
+    const gonerPid = await qemuPid(conn, 'goner');
+    await conn.close();
+    await host.close(); // the manager goes away; QEMU, detached, does not
+    expect(running(keeperPid)).toBe(true);
+    process.kill(gonerPid, 'SIGKILL');
+    await until('goner to die', () => !running(gonerPid), 5000);
+
+    host = await new Host(hostOptions()).init();
+    conn = await connect('qemu:///system', { host });
+    conn.onEvent((e) => events.push(e));
+    const list = await conn.listDomains({ all: true });
+    expect(list.find((d) => d.name === 'keeper')).toMatchObject({ state: 'running' });
+    expect(list.find((d) => d.name === 'goner')).toMatchObject({ state: 'shut-off', reason: 'crashed' });
+    expect(list.map((d) => d.name).sort()).toEqual(['goner', 'keeper', 'life', 'stubborn', 'victim']);
+    // and the re-attached one is fully controllable
+    await conn.suspend('keeper');
+    await conn.resume('keeper');
+    expect(await conn.destroy('keeper')).toEqual({ state: 'shut-off', reason: 'destroyed' });
+    expect(running(keeperPid)).toBe(false);
+  });
+});
