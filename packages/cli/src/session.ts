@@ -1,6 +1,6 @@
 // One invocation of virtkit: its global options, ONE host and ONE connection shared by all
 // its commands (test:///default keeps state per connection), Ctrl-C and --timeout.
-import { connect, Host, VirtkitError, type Connection } from '@virtkit/core';
+import { connect, Host, VirtkitError, type Connection, loadHostConfig } from '@virtkit/core';
 import { toJson } from './format.js';
 
 export interface Globals {
@@ -67,7 +67,11 @@ export class Session {
   }
 
   host(): Promise<Host> {
-    this.hostP ??= new Host({ pluginSearch: this.pluginSearch, onLog: (plugin, level, message) => this.pluginLog(plugin, level, message) }).init();
+    // The host config file ($VIRTKIT_CONFIG, /etc/virtkit/virtkit.json as root, else
+    // ~/.config/virtkit/virtkit.json) sets state dirs, extra plugins and the grant policy.
+    this.hostP ??= loadHostConfig().then((config) =>
+      new Host({ ...config, pluginSearch: this.pluginSearch, onLog: (plugin, level, message) => this.pluginLog(plugin, level, message) }).init(),
+    );
     return this.hostP;
   }
 

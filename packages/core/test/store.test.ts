@@ -354,7 +354,7 @@ describe('crash safety (SIGKILLed child processes)', () => {
       seqs.forEach((seq, i) => expect(seq).toBe(i + 1));
       expect(seqs.length).toBeGreaterThan(last);
       last = seqs.length;
-      // The child most likely died holding the lock; it is dead, so skip the 10 s it
+      // The child most likely died holding the lock; it is dead, so skip the 2 s it
       // would take to go stale.
       await rm(join(dir, '.lock'), { recursive: true, force: true });
       const s = await FileStore.open(dir);

@@ -353,7 +353,30 @@ export const driver = defineDriver({
     },
   },
   operations: {
-    *open() {
+    // A manager killed in the middle of a start leaves a QEMU the records do not know
+    // (the domain is recorded as off): stop it, so the record is true again.
+    *open(ctx) {
+      const recorded = (ctx.args.domains ?? []) as Array<{ name: string; uuid?: string; active: boolean }>;
+      const active = new Set(recorded.filter((d) => d.active).map((d) => d.uuid));
+      let dirs: string[] = [];
+      try {
+        dirs = (yield* fx.list(ctx.node.runtimeDir)).filter((e) => e.kind === 'directory' && /^[0-9a-f-]{36}$/.test(e.name)).map((e) => e.name);
+      } catch (e) {
+        if (!(e instanceof DriverError && e.code === 'not-found')) throw e;
+      }
+      for (const uuid of dirs) {
+        if (active.has(uuid)) continue;
+        const paths = domainPaths(ctx.node.runtimeDir, uuid);
+        let pid = 0;
+        try {
+          pid = Number((yield* fx.readText(paths.pidfile)).trim());
+        } catch {
+          pid = 0;
+        }
+        const name = recorded.find((d) => d.uuid === uuid)?.name ?? uuid;
+        if (pid > 1) log.warn(`stopping QEMU ${pid} of ${name}: left by an interrupted operation, the domain is recorded as off`);
+        yield* terminate({ pid, startTicks: 0, paths, accel: 'tcg', accelWhy: '' });
+      }
       return {};
     },
     start,
@@ -429,9 +452,12 @@ export const driver = defineDriver({
         log.warn(`re-attaching ${ctx.domain}: QMP unavailable (${(e as Error).message}); keeping its recorded state`);
         return { runtime: rt };
       }
-      const status = statusOf(yield* call(rt.channel, 'query-status'));
+      const qs = yield* call(rt.channel, 'query-status');
       yield* drainEvents(rt);
-      return { status, runtime: rt };
+      // The guest powered off while no manager watched (QEMU waits, -no-shutdown): apply
+      // on_poweroff now.
+      if (qs.status === 'shutdown') return yield* poweredOff(ctx, rt);
+      return { status: statusOf(qs), runtime: rt };
     },
     *console(ctx) {
       return { payload: { socket: ctx.runtime!.paths.console } };

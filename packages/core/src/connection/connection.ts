@@ -111,7 +111,10 @@ export class Connection {
         throw new VirtkitError('NOT_FOUND', `${this.uri.uri}: cannot read node document ${p}: ${(e as Error).message}`);
       }
     }
-    const out = await this.run({ kind: 'open', args: {}, nodeDocument });
+    // The driver learns what the host records, so it can clean up after an operation a
+    // crash interrupted (e.g. a hypervisor process started for a domain recorded as off).
+    const recorded = (await this.store.listDomains()).map((d) => ({ name: d.name, uuid: d.config.uuid, active: isActive(d) }));
+    const out = await this.run({ kind: 'open', args: { domains: recorded }, nodeDocument });
     if (out.node) this.node = out.node;
     const known = new Set((await this.store.listDomains()).map((d) => d.name));
     for (const [i, rec] of out.domains.entries()) {

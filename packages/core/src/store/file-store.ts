@@ -21,10 +21,11 @@ const NO_JOURNAL: JournalScan = { ino: 0, size: 0, mtimeMs: 0, cleanEnd: 0, line
 
 const LOCK_OPTIONS = {
   // A holder that died (SIGKILL, power loss) stops refreshing the lock; after this long
-  // others may take it over.
-  stale: 10_000,
+  // others may take it over (2 s is proper-lockfile's minimum: a killed CLI must not make
+  // the next command wait long). Writers hold it for milliseconds.
+  stale: 2_000,
   // Long holders touch the lock this often, so they never look stale while alive.
-  update: 5_000,
+  update: 1_000,
   // Waiters back off up to 0.5 s between tries, for well over `stale` in total, so a
   // dead holder's lock is always recovered rather than reported as busy.
   retries: { retries: 60, factor: 1.5, minTimeout: 10, maxTimeout: 500, randomize: true },
