@@ -185,6 +185,45 @@ export function buildVerbs(s: Session, ctx: CommandContext, failing: ErrorContex
       s.io.out(json(opts) ? toJson(config) : toJson(config, 2));
     });
 
+  named(verb('console', "Attach to the domain's console (Ctrl-] detaches); with --json, its output as JSON lines"))
+    .option('--no-stdin', 'only show the output, send nothing')
+    .action(async (name: string, opts: { json?: boolean; stdin?: boolean }) => {
+      note('console', name);
+      const conn = await s.connection({ watch: false });
+      const sock = await conn.console(name);
+      const input = process.stdin;
+      const interactive = opts.stdin !== false;
+      if (!json(opts) && input.isTTY) s.io.err(`Connected to domain ${name}; escape character is ^]`);
+      await new Promise<void>((resolve) => {
+        const done = () => {
+          sock.destroy();
+          if (interactive) {
+            if (input.isTTY) input.setRawMode(false);
+            input.off('data', onInput);
+            input.pause();
+          }
+          ctx.signal.removeEventListener('abort', done);
+          resolve();
+        };
+        const onInput = (d: Buffer) => {
+          const esc = d.indexOf(0x1d); // Ctrl-]
+          if (esc >= 0) {
+            if (esc > 0) sock.write(d.subarray(0, esc));
+            return done();
+          }
+          sock.write(d);
+        };
+        sock.on('data', (d: Buffer) => (json(opts) ? s.printJson({ domain: name, data: d.toString('utf8') }) : process.stdout.write(d)));
+        sock.once('close', done);
+        ctx.signal.addEventListener('abort', done, { once: true });
+        if (interactive) {
+          if (input.isTTY) input.setRawMode(true);
+          input.on('data', onInput);
+          input.resume();
+        }
+      });
+    });
+
   verb('nodeinfo', 'Show the node: CPUs, memory, NUMA cells, hypervisor').action(async (opts: { json?: boolean }) => {
     note('nodeinfo');
     const conn = await s.connection();

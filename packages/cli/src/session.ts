@@ -81,10 +81,14 @@ export class Session {
     if (process.env.VIRTKIT_DEBUG || (loud && !this.globals.quiet)) this.io.err(`${plugin}: ${level}: ${message}`);
   }
 
-  /** The invocation's connection, opened by the first command that needs it. */
-  connection(): Promise<Connection> {
+  /**
+   * The invocation's connection, opened by the first command that needs it. `watch: false`
+   * (a console) leaves the domains' monitor channels to other managers: QMP serves one
+   * client, and a long-lived console must not lock out the next short command.
+   */
+  connection(opts: { watch?: boolean } = {}): Promise<Connection> {
     this.connP ??= this.host().then(async (host) => {
-      this.conn = await connect(this.globals.connect, { host });
+      this.conn = await connect(this.globals.connect, { host, watch: opts.watch });
       return this.conn;
     });
     return this.connP;

@@ -59,9 +59,16 @@ function* tail(path: string, lines = 8): EffectGen<string> {
 }
 
 /** Connects to QEMU's monitor: greeting, capabilities negotiation. */
-function* qmpOpen(ctx: Ctx, path: string, timeoutMs = 1000): EffectGen<number> {
+function* qmpOpen(ctx: Ctx, path: string, timeoutMs = 1000, greetingMs = QMP_TIMEOUT): EffectGen<number> {
   const ch = yield* fx.openChannel(path, { timeoutMs, watch: { domain: ctx.domain!, events: EVENTS } });
-  yield* fx.receive(ch, [{ field: 'QMP' }], QMP_TIMEOUT);
+  try {
+    // A monitor busy with another client accepts the connection but never greets.
+    yield* fx.receive(ch, [{ field: 'QMP' }], greetingMs);
+  } catch (e) {
+    yield* fx.closeChannel(ch);
+    if (e instanceof DriverError && e.code === 'timeout') throw new DriverError('timeout', `QEMU's monitor ${path} did not greet within ${greetingMs} ms: another manager holds it (QMP serves one client)`);
+    throw e;
+  }
   yield* call(ch, 'qmp_capabilities');
   return ch;
 }
@@ -445,8 +452,10 @@ export const driver = defineDriver({
       const rt = ctx.runtime!;
       rt.channel = undefined;
       if (!(yield* alive(rt))) return yield* gone(ctx, rt);
+      // Not watching: leave QMP to others; the first operation that needs it opens it.
+      if (ctx.args.watch === false) return { runtime: rt };
       try {
-        rt.channel = yield* qmpOpen(ctx, rt.paths.qmp);
+        rt.channel = yield* qmpOpen(ctx, rt.paths.qmp, 1000, 2000);
       } catch (e) {
         // QMP serves one client: another manager may hold it. The domain still runs.
         log.warn(`re-attaching ${ctx.domain}: QMP unavailable (${(e as Error).message}); keeping its recorded state`);

@@ -114,6 +114,19 @@ describe.skipIf(!hasGuest && !process.env.CI)('qemu:///system with a real guest'
     ]);
   });
 
+  it('streams the serial console; the bytes come from QEMU, not through the driver', async () => {
+    await conn.define(vm('talker'));
+    await conn.start('talker');
+    const sock = await conn.console('talker');
+    let seen = '';
+    sock.on('data', (d) => (seen += d));
+    await until('the guest to speak on its console', () => seen.includes('VIRTKIT-GUEST-READY'));
+    expect(seen).toContain('VIRTKIT-GUEST-DISK vda');
+    sock.destroy();
+    await conn.destroy('talker');
+    expect((await conn.console('talker').catch((e) => e)).code).toBe('OPERATION_INVALID');
+  });
+
   it('destroys at once, and reports a guest that ignores the power button', async () => {
     await conn.define(vm('stubborn'));
     await conn.start('stubborn');
@@ -156,7 +169,7 @@ describe.skipIf(!hasGuest && !process.env.CI)('qemu:///system with a real guest'
     const list = await conn.listDomains({ all: true });
     expect(list.find((d) => d.name === 'keeper')).toMatchObject({ state: 'running' });
     expect(list.find((d) => d.name === 'goner')).toMatchObject({ state: 'shut-off', reason: 'crashed' });
-    expect(list.map((d) => d.name).sort()).toEqual(['goner', 'keeper', 'life', 'stubborn', 'victim']);
+    expect(list.map((d) => d.name).sort()).toEqual(['goner', 'keeper', 'life', 'stubborn', 'talker', 'victim']);
     // and the re-attached one is fully controllable
     await conn.suspend('keeper');
     await conn.resume('keeper');

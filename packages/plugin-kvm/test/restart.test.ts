@@ -64,6 +64,23 @@ describe.skipIf(!existsSync(join(guest, 'manifest.json')) && !process.env.CI)('m
     expect(domain('outlives')).toMatchObject({ state: 'running' });
     const info = JSON.parse(virtkit('dominfo', 'outlives').out);
     expect(info.state).toBe('running');
+  });
+
+  it('`virtkit console` in a later process streams the guest\'s console, as JSON lines with --json', async () => {
+    const child = spawn(process.execPath, [cli, '-c', 'qemu:///system', 'console', 'outlives', '--json', '--no-stdin'], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    child.stdout!.on('data', (d) => (out += d));
+    const text = () => out.split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l).data).join('');
+    // Attached once the first bytes could flow; a reset makes the guest boot (and speak) again.
+    await new Promise((r) => setTimeout(r, 1500));
+    expect(virtkit('reset', 'outlives').code).toBe(0);
+    const end = Date.now() + 20_000;
+    while (!text().includes('VIRTKIT-GUEST-READY') && Date.now() < end) await new Promise((r) => setTimeout(r, 50));
+    await killNow(child);
+    expect(text()).toContain('VIRTKIT-GUEST-READY');
+  });
+
+  it('destroy in yet another process stops it', () => {
     expect(virtkit('destroy', 'outlives').code).toBe(0);
     expect(domain('outlives')).toMatchObject({ state: 'shut-off', reason: 'destroyed' });
     expect(qemuOf('outlives')).toEqual([]);

@@ -4,6 +4,8 @@
 import { randomUUID } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { isAbsolute, join } from 'node:path';
+import { createConnection, type Socket } from 'node:net';
+import { GrantChecker } from '../plugins/grants.js';
 import { VirtkitError } from '../errors.js';
 import { ConfigValidator, type DomainConfig } from '../config/validate.js';
 import { EventHub, type EventListener } from '../events/hub.js';
@@ -22,6 +24,12 @@ export interface ConnectOptions {
   hostOptions?: HostOptions;
   /** Keep this node's state here (a file store); default: the driver decides. */
   stateDir?: string;
+  /**
+   * false: do not take the active domains' channels at connect (re-attach checks only that
+   * they still live; channels open on the first operation that needs one). For a
+   * long-lived process that must not hold a single-client monitor (QMP), e.g. a console.
+   */
+  watch?: boolean;
 }
 
 export interface DomainSummary {
@@ -60,6 +68,7 @@ export class Connection {
   private node?: NodeInfo;
   private closed = false;
   private unwatch?: () => void;
+  private watchDomains = true;
   /** Domains with a handle-event for channel input already queued: one drains them all. */
   private inputQueued = new Set<string>();
 
@@ -88,6 +97,7 @@ export class Connection {
           ? new MemoryStore()
           : await FileStore.open(join(plugin.stateDir, 'nodes', parsed.path.replace(/^\/+/, '').replace(/\//g, '_') || 'default'));
       const conn = new Connection(parsed, plugin, store, new EventHub(store), host, ownsHost);
+      conn.watchDomains = opts.watch !== false;
       conn.unwatch = host.plugins.watch(plugin.pkg.name, parsed.uri, (n) => conn.onWatch(n.domain, n.trigger));
       await conn.openNode();
       return conn;
@@ -135,7 +145,8 @@ export class Connection {
   private async reattachAll(): Promise<void> {
     if (!this.supports('reattach')) return;
     const active = (await this.store.listDomains()).filter((d) => isActive(d) && d.runtime !== undefined);
-    await Promise.all(active.map((d) => this.jobs.run(d.name, 'reattach', {}, async () => this.apply(d, await this.run({ kind: 'reattach', domain: d })))));
+    const args = { watch: this.watchDomains };
+    await Promise.all(active.map((d) => this.jobs.run(d.name, 'reattach', {}, async () => this.apply(d, await this.run({ kind: 'reattach', domain: d, args })))));
   }
 
   /** Unsolicited input for a domain: a handle-event job, after the domain's jobs in flight. */
@@ -316,6 +327,26 @@ export class Connection {
     const out = await this.run({ kind: 'info', domain: d });
     if (!out.info) throw new VirtkitError('DRIVER_FAILED', `the ${this.driver.name} driver answered info without info`);
     return out.info;
+  }
+
+  /**
+   * The domain's console as a byte stream (a serial console for VMs). The driver names the
+   * endpoint, which must lie under the plugin's socket grants; the bytes never pass
+   * through the driver.
+   */
+  async console(name: string): Promise<Socket> {
+    const d = await this.domain(name);
+    if (!this.supports('console')) throw new VirtkitError('NO_SUPPORT', `the ${this.driver.name} driver has no console`);
+    if (!isActive(d)) throw new VirtkitError('OPERATION_INVALID', `domain ${name} is not running: it has no console`);
+    const out = await this.run({ kind: 'console', domain: d });
+    const path = (JSON.parse(out.payload ?? '{}') as { socket?: string }).socket;
+    if (typeof path !== 'string') throw new VirtkitError('DRIVER_FAILED', `the ${this.driver.name} driver named no console endpoint`);
+    const checked = new GrantChecker(this.plugin.pkg.name, this.plugin.grants).socket(path);
+    return new Promise<Socket>((resolve, reject) => {
+      const s = createConnection(checked);
+      s.once('connect', () => resolve(s));
+      s.once('error', (e) => reject(new VirtkitError('IO_ERROR', `console of ${name}: ${e.message}`, { cause: e })));
+    });
   }
 
   /** The persistent config, or with `live` the one the running domain was started with. */
