@@ -3,8 +3,8 @@
 // the host performs them under the plugin's grant. QEMU runs sandboxed (-sandbox on,
 // optionally -runas) and detached, so it outlives the manager; a new manager re-attaches
 // from the runtime record.
-import { defineDriver, fx, log, DriverError, type EffectGen, type OperationContext, type OperationResult, type LifecycleEvent, type DomainStatus, type NodeInfo } from '@virtkit/driver-sdk/guest';
-import { buildArgv, chooseAccel, domainPaths, type DomainConfig, type DomainPaths, type QemuSection } from './argv.js';
+import { defineDriver, fx, log, decodeUtf8, DriverError, type EffectGen, type OperationContext, type OperationResult, type LifecycleEvent, type DomainStatus, type NodeInfo } from '@virtkit/driver-sdk/guest';
+import { buildArgv, chooseAccel, domainPaths, tapName, type DomainConfig, type DomainPaths, type QemuSection } from './argv.js';
 
 interface Runtime {
   pid: number;
@@ -20,6 +20,7 @@ interface Runtime {
 type Ctx = OperationContext<DomainConfig, Runtime>;
 
 const EMULATOR = '/usr/bin/qemu-system-x86_64';
+const IP = '/usr/sbin/ip';
 const EVENTS = [{ field: 'event' }];
 const QMP_TIMEOUT = 10_000;
 
@@ -185,6 +186,13 @@ function* start(ctx: Ctx): EffectGen<OperationResult<Runtime>> {
       }
     }
     rt.startTicks = Number((yield* fx.processInfo(pid)).startTimeTicks);
+    // QEMU created the taps (it runs as root); put each on its bridge before the guest runs.
+    for (const [i, n] of (c.devices?.interfaces ?? []).entries()) {
+      if (n.type !== 'bridge') continue;
+      const tap = tapName(c.uuid, i);
+      const r = yield* fx.run(IP, ['link', 'set', 'dev', tap, 'master', n.bridge!, 'up'], { timeoutMs: 5000 });
+      if (r.code !== 0) throw new DriverError('driver-failed', `cannot put ${tap} on bridge ${n.bridge}: ${decodeUtf8(r.stderr).trim()}`);
+    }
     yield* fx.progress(80, 'resuming vCPUs');
     yield* call(rt.channel, 'cont');
     yield* drainEvents(rt);

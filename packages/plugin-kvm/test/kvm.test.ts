@@ -4,6 +4,7 @@
 // by a new manager.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { copyFileSync, existsSync, mkdtempSync, readFileSync } from 'node:fs';
+import { execFileSync, spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import { connect, Host, type Connection, type DomainEvent } from '@virtkit/core';
 
@@ -125,6 +126,39 @@ describe.skipIf(!hasGuest && !process.env.CI)('qemu:///system with a real guest'
     sock.destroy();
     await conn.destroy('talker');
     expect((await conn.console('talker').catch((e) => e)).code).toBe('OPERATION_INVALID');
+  });
+
+  it('puts a tap on an existing bridge, with a stable MAC, before the guest runs', async () => {
+    const bridge = `vkbr${process.pid % 100000}`;
+    execFileSync('ip', ['link', 'add', bridge, 'type', 'bridge']);
+    try {
+      await conn.define(vm('wired', { devices: { interfaces: [{ type: 'bridge', bridge }, { type: 'user' }] } }));
+      await conn.start('wired');
+      const ports = JSON.parse(execFileSync('ip', ['-j', 'link', 'show', 'master', bridge]).toString()) as Array<{ ifname: string; operstate: string }>;
+      expect(ports.map((p) => p.ifname)).toEqual([expect.stringMatching(/^vk[0-9a-f]{10}n0$/)]);
+      const cmdline = readFileSync(`/proc/${await qemuPid(conn, 'wired')}/cmdline`, 'utf8').split('\0');
+      const macs = cmdline.filter((a) => a.includes('netdev=net')).map((a) => /mac=([0-9a-f:]+)/.exec(a)?.[1]);
+      expect(macs).toHaveLength(2);
+      await conn.destroy('wired');
+      await conn.start('wired');
+      const again = readFileSync(`/proc/${await qemuPid(conn, 'wired')}/cmdline`, 'utf8').split('\0').filter((a) => a.includes('netdev=net')).map((a) => /mac=([0-9a-f:]+)/.exec(a)?.[1]);
+      expect(again).toEqual(macs); // stable across starts
+      await conn.destroy('wired');
+      expect(JSON.parse(execFileSync('ip', ['-j', 'link', 'show', 'master', bridge]).toString())).toEqual([]);
+      await conn.undefine('wired');
+    } finally {
+      execFileSync('ip', ['link', 'del', bridge]);
+    }
+  });
+
+  it('refuses to start on a bridge that does not exist, leaving nothing behind', async () => {
+    await conn.define(vm('unwired', { devices: { interfaces: [{ type: 'bridge', bridge: 'vk-no-such-br' }] } }));
+    const e = await conn.start('unwired').catch((x) => x);
+    expect(e.code).toBe('DRIVER_FAILED');
+    expect(e.message).toMatch(/cannot put vk[0-9a-f]+n0 on bridge vk-no-such-br/);
+    expect((await conn.listDomains({ all: true })).find((d) => d.name === 'unwired')?.state).toBe('shut-off');
+    expect(spawnSync('pgrep', ['-f', 'guest=unwired,'], { encoding: 'utf8' }).stdout.trim()).toBe('');
+    await conn.undefine('unwired');
   });
 
   it('destroys at once, and reports a guest that ignores the power button', async () => {
