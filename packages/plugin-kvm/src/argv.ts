@@ -74,7 +74,10 @@ export function buildArgv(c: DomainConfig, p: DomainPaths, accel: 'kvm' | 'tcg')
     '-m', `${c.memoryMiB}M`,
     '-smp', String(c.vcpus),
     '-display', 'none',
-    '-sandbox', 'on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny',
+    // QEMU 7.2 drops to the -runas user after installing the filter, so set*id must stay
+    // allowed then ("deny" and "children" kill it with SIGSYS). Harmless: once dropped it has
+    // no capability to elevate with, and spawn=deny keeps it from exec'ing setuid programs.
+    '-sandbox', `on,obsolete=deny,elevateprivileges=${c.driver?.qemu?.runAs ? 'allow' : 'deny'},spawn=deny,resourcecontrol=deny`,
     '-pidfile', p.pidfile,
     '-chardev', `socket,id=qmp,path=${esc(p.qmp)},server=on,wait=off`,
     '-mon', 'chardev=qmp,mode=control',

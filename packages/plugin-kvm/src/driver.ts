@@ -180,7 +180,7 @@ function* start(ctx: Ctx): EffectGen<OperationResult<Runtime>> {
       } catch (e) {
         if (!(e instanceof DriverError) || (e.code !== 'io-error' && e.code !== 'not-found')) throw e;
         const exit = yield* exitedYet(pid);
-        if (exit) throw new DriverError('driver-failed', `QEMU exited (${exit.code !== undefined ? `code ${exit.code}` : `signal ${exit.signal}`}) before its monitor came up: ${yield* tail(paths.log)}`);
+        if (exit) throw new DriverError('driver-failed', `QEMU exited (${exit.code != null ? `code ${exit.code}` : `signal ${exit.signal ?? 'unknown'}`}) before its monitor came up: ${yield* tail(paths.log)}`);
         if (i > 2000) throw new DriverError('timeout', `QEMU's monitor ${paths.qmp} did not come up within 10 s`);
         yield* fx.sleep(5);
       }

@@ -48,6 +48,7 @@ describe('QEMU argv', () => {
     expect(a).toContain('-no-reboot');
     expect(opt(a, '-cpu')).toEqual(['max']);
     expect(opt(a, '-runas')).toEqual(['qemu']);
+    expect(opt(a, '-sandbox')).toEqual(['on,obsolete=deny,elevateprivileges=allow,spawn=deny,resourcecontrol=deny']);
   });
 
   it('gives NICs stable MACs and taps names Linux accepts', () => {
