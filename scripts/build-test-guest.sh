@@ -29,8 +29,8 @@ KERNEL_META=linux-image-cloud-amd64
 GUEST_MODULES="button evdev virtio_pci virtio_blk"
 CMDLINE="console=ttyS0 quiet panic=-1"
 DISK_SIZE=64M
-# Debian packages this script (and the tests booting its output) use.
-HOST_PACKAGES="qemu-system-x86 qemu-utils busybox-static cpio gzip"
+# Debian packages this script and the QEMU tests use (ip for bridges, pgrep, setpriv).
+HOST_PACKAGES="qemu-system-x86 qemu-utils busybox-static cpio gzip iproute2 procps util-linux"
 
 export DEBIAN_FRONTEND=noninteractive
 export LC_ALL=C
