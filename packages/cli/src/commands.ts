@@ -155,9 +155,11 @@ export function buildVerbs(s: Session, ctx: CommandContext, failing: ErrorContex
     const conn = await s.connection();
     const info = await conn.info(name);
     const config = await conn.getConfig(name);
-    const persistent = (await conn.listDomains({ all: true })).find((d) => d.name === name)?.persistent ?? true;
+    const summary = (await conn.listDomains({ all: true })).find((d) => d.name === name);
+    const persistent = summary?.persistent ?? true;
+    const autostart = summary?.autostart ?? false;
     if (json(opts)) {
-      s.printJson({ name, uuid: config.uuid, osType: config.os.type, ...info, persistent });
+      s.printJson({ name, uuid: config.uuid, osType: config.os.type, ...info, persistent, autostart });
       return;
     }
     s.io.out(
@@ -171,9 +173,20 @@ export function buildVerbs(s: Session, ctx: CommandContext, failing: ErrorContex
         ['Max memory', `${info.maxMemoryKib} KiB`],
         ['Used memory', `${info.memoryKib} KiB`],
         ['Persistent', persistent ? 'yes' : 'no'],
+        ['Autostart', autostart ? 'enable' : 'disable'],
       ]),
     );
   });
+
+  named(verb('autostart', 'Mark a domain to start when the node manager (virtkitd) starts'))
+    .option('--disable', 'clear the mark instead')
+    .action(async (name: string, opts: { json?: boolean; disable?: boolean }) => {
+      note('autostart', name);
+      const conn = await s.connection();
+      await conn.setAutostart(name, !opts.disable);
+      if (json(opts)) s.printJson({ name, autostart: !opts.disable });
+      else s.info(`Domain ${name} ${opts.disable ? 'unmarked as autostarted' : 'marked as autostarted'}`);
+    });
 
   named(verb('dumpconfig', 'Print the domain config as JSON'))
     .option('--live', 'the config the running domain was started with, rather than the persistent one')

@@ -30,6 +30,8 @@ export interface StoredDomain {
   runtime?: string;
   /** While active: the config the domain was started with (the persistent one may change). */
   liveConfig?: Record<string, unknown>;
+  /** Start it when the node's long-lived manager (virtkitd) starts. */
+  autostart?: boolean;
 }
 
 /** A lifecycle event as applications see it: numbered per node, persisted where the node is. */

@@ -213,3 +213,25 @@ describe('event replay without following', () => {
     await host.close();
   });
 });
+
+describe('autostart', () => {
+  it('is a persistent per-domain flag that survives runtime changes and reopening', async () => {
+    const host = await testHost();
+    const stateDir = tempDir();
+    const c1 = await connect('test:///default', { host, stateDir });
+    await c1.define(web);
+    await c1.setAutostart('web1', true);
+    await c1.start('web1');
+    await c1.destroy('web1');
+    await c1.define({ ...web, vcpus: 2 });
+    expect((await c1.listDomains({ all: true })).find((d) => d.name === 'web1')?.autostart).toBe(true);
+    await c1.close();
+    const c2 = await connect('test:///default', { host, stateDir });
+    expect((await c2.listDomains({ all: true })).find((d) => d.name === 'web1')?.autostart).toBe(true);
+    await c2.setAutostart('web1', false);
+    expect((await c2.listDomains({ all: true })).find((d) => d.name === 'web1')?.autostart).toBe(false);
+    expect((await c2.setAutostart('ghost', true).catch((e) => e)).code).toBe('NO_DOMAIN');
+    await c2.close();
+    await host.close();
+  });
+});

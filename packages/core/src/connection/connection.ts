@@ -38,6 +38,7 @@ export interface DomainSummary {
   state: DomainState;
   reason: DomainStatus['reason'];
   persistent: boolean;
+  autostart: boolean;
 }
 
 export interface Capabilities {
@@ -228,7 +229,7 @@ export class Connection {
     const all = await this.store.listDomains();
     return all
       .filter((d) => opts.all || isActive(d))
-      .map((d) => ({ name: d.name, uuid: d.config.uuid as string | undefined, state: d.status.state, reason: d.status.reason, persistent: true }));
+      .map((d) => ({ name: d.name, uuid: d.config.uuid as string | undefined, state: d.status.state, reason: d.status.reason, persistent: true, autostart: !!d.autostart }));
   }
 
   /** Defines a domain, or updates the persistent config of an existing one (used at its next start). */
@@ -249,7 +250,7 @@ export class Connection {
       await this.store.putConfig(config.name, full);
       await this.hub.emit([{ domain: config.name, kind: 'defined', reason: 'unknown', detail: existing ? 'updated' : 'added' }]);
       const d = (await this.store.getDomain(config.name))!;
-      return { name: d.name, uuid, state: d.status.state, reason: d.status.reason, persistent: true };
+      return { name: d.name, uuid, state: d.status.state, reason: d.status.reason, persistent: true, autostart: !!d.autostart };
     });
   }
 
@@ -262,6 +263,12 @@ export class Connection {
       await this.store.removeDomain(name);
       await this.hub.emit([{ domain: name, kind: 'undefined', reason: 'unknown' }]);
     });
+  }
+
+  /** Marks a domain to be started when the node's long-lived manager (virtkitd) starts. */
+  async setAutostart(name: string, on: boolean): Promise<void> {
+    const d = await this.domain(name);
+    await this.jobs.run(d.name, 'autostart', {}, () => this.store.putAutostart(name, on));
   }
 
   /** Runs a lifecycle operation as a job: serialized per domain, with progress and cancel. */

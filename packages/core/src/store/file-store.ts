@@ -95,7 +95,18 @@ export class FileStore implements StateStore {
     await this.withLock(async () => {
       const old = await readJsonFile<StoredDomain>(file);
       if (!old) throw noDomain(name);
-      await this.#write(file, { name, config: old.config, status, ...(runtime === undefined ? {} : { runtime }), ...(liveConfig === undefined ? {} : { liveConfig }) });
+      const { runtime: _r, liveConfig: _l, ...rest } = old;
+      await this.#write(file, { ...rest, status, ...(runtime === undefined ? {} : { runtime }), ...(liveConfig === undefined ? {} : { liveConfig }) });
+    });
+  }
+
+  async putAutostart(name: string, on: boolean): Promise<void> {
+    const file = this.#file(name);
+    await this.withLock(async () => {
+      const old = await readJsonFile<StoredDomain>(file);
+      if (!old) throw noDomain(name);
+      const { autostart: _a, ...rest } = old;
+      await this.#write(file, on ? { ...rest, autostart: true } : rest);
     });
   }
 

@@ -53,6 +53,15 @@ export class MemoryStore implements StateStore {
     });
   }
 
+  putAutostart(name: string, on: boolean): Promise<void> {
+    return this.#lock.run(async () => {
+      const old = this.#domains.get(name);
+      if (!old) throw noDomain(name);
+      const { autostart: _a, ...rest } = old;
+      this.#domains.set(name, on ? { ...rest, autostart: true } : rest);
+    });
+  }
+
   removeDomain(name: string): Promise<void> {
     return this.#lock.run(async () => {
       this.#domains.delete(name);
