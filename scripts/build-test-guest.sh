@@ -15,6 +15,8 @@
 #   VIRTKIT-GUEST-READY                 modules loaded, acpid listening: the power button now works
 #   VIRTKIT-GUEST-POWEROFF              ACPI power button pressed (QMP system_powerdown); the guest then
 #                                       runs `poweroff -f`, so QEMU reports SHUTDOWN and exits
+#   VIRTKIT-GUEST-PANIC                 with virtkit.panic_after=N on the cmdline: N s after READY the
+#                                       guest panics (sysrq c); pvpanic tells QEMU (GUEST_PANICKED)
 # A power-button press before READY is lost (nothing listens yet). Reboot requests need no handling.
 #
 # Cached: when manifest.json records the same kernel package/version, busybox version and sha256 of
@@ -26,7 +28,8 @@ REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 OUT_DIR="${1:-$REPO_ROOT/.cache/test-guest}"
 KERNEL_META=linux-image-cloud-amd64
 # Modules the guest needs, in no particular order; their dependencies come from modules.dep.
-GUEST_MODULES="button evdev virtio_pci virtio_blk"
+# pvpanic_mmio: a guest panic reaches QEMU (GUEST_PANICKED) through the pvpanic ISA device.
+GUEST_MODULES="button evdev virtio_pci virtio_blk pvpanic_mmio"
 CMDLINE="console=ttyS0 quiet panic=-1"
 DISK_SIZE=64M
 # Debian packages this script and the QEMU tests use (ip for bridges, pgrep, setpriv).
@@ -290,6 +293,18 @@ for blk in /sys/block/vd*; do
   echo "VIRTKIT-GUEST-DISK ${blk##*/} $(( $(cat "$blk/size") * 512 ))"
 done
 echo "VIRTKIT-GUEST-READY"
+
+# Tests of crash handling ask for a kernel panic N seconds after READY (virtkit.panic_after=N
+# on the kernel command line); pvpanic then reports it to QEMU (GUEST_PANICKED).
+for arg in $(cat /proc/cmdline); do
+  case "$arg" in
+    virtkit.panic_after=*)
+      sleep "${arg#*=}"
+      echo "VIRTKIT-GUEST-PANIC"
+      echo c > /proc/sysrq-trigger
+      ;;
+  esac
+done
 
 # Idle forever (if PID 1 exited, the kernel would panic, and panic=-1 reboots at once).
 while :; do sleep 3600; done

@@ -184,6 +184,27 @@ describe.skipIf(!hasGuest && !process.env.CI)('qemu:///system with a real guest'
     expect((await conn.listDomains({ all: true })).find((d) => d.name === 'victim')).toMatchObject({ state: 'shut-off', reason: 'crashed' });
   });
 
+  it('a guest kernel panic reaches QEMU through pvpanic, and on_crash decides: destroy, or restart', async () => {
+    const panicky = (name: string, onCrash: string) =>
+      vm(name, { lifecycle: { onCrash }, os: { type: 'hvm', kernel: join(guest, 'vmlinuz'), initrd: join(guest, 'initramfs.cpio.gz'), cmdline: 'console=ttyS0 quiet panic=-1 virtkit.panic_after=0' } });
+    await conn.define(panicky('panics', 'destroy'));
+    await conn.start('panics');
+    const pid = await qemuPid(conn, 'panics');
+    await until('the panic to be reported', () => events.some((e) => e.domain === 'panics' && e.kind === 'crashed'), 30_000);
+    expect(serial('panics')).toContain('VIRTKIT-GUEST-PANIC');
+    expect(events.filter((e) => e.domain === 'panics').map((e) => `${e.kind}/${e.reason}`)).toEqual(['defined/unknown', 'started/booted', 'crashed/panicked']);
+    expect((await conn.listDomains({ all: true })).find((d) => d.name === 'panics')).toMatchObject({ state: 'crashed', reason: 'panicked' });
+    await until('QEMU to be gone', () => !running(pid), 5000);
+
+    await conn.define(panicky('phoenix', 'restart'));
+    await conn.start('phoenix');
+    await until('the restart after the panic', () => events.some((e) => e.domain === 'phoenix' && e.kind === 'crashed') && events.filter((e) => e.domain === 'phoenix' && e.kind === 'started').length === 2, 30_000);
+    expect((await conn.listDomains()).find((d) => d.name === 'phoenix')).toMatchObject({ state: 'running', reason: 'booted' });
+    await conn.destroy('phoenix');
+    await conn.undefine('phoenix');
+    await conn.undefine('panics');
+  });
+
   it('a new manager re-attaches running domains and marks the ones that died meanwhile as crashed', async () => {
     await conn.define(vm('keeper'));
     await conn.define(vm('goner'));
