@@ -174,6 +174,7 @@ export function buildVerbs(s: Session, ctx: CommandContext, failing: ErrorContex
         ['Used memory', `${info.memoryKib} KiB`],
         ['Persistent', persistent ? 'yes' : 'no'],
         ['Autostart', autostart ? 'enable' : 'disable'],
+        ...Object.entries(info.details ?? {}).map(([k, v]): [string, string] => [k, typeof v === 'string' ? v : JSON.stringify(v)]),
       ]),
     );
   });

@@ -100,6 +100,7 @@ describe.skipIf(!hasGuest && !process.env.CI)('qemu:///system with a real guest'
     const info = await conn.info('life');
     expect(info).toMatchObject({ state: 'running', vcpus: 1, memoryKib: 128n * 1024n });
     expect(info.cpuTimeNs).toBeGreaterThan(0n);
+    expect(info.details).toMatchObject({ accelerator: Object.fromEntries((await conn.nodeInfo()).facts).accelerator });
 
     await conn.suspend('life');
     const paused = await conn.info('life');

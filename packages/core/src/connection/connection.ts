@@ -324,7 +324,7 @@ export class Connection {
     return this.lifecycle('resume', name, opts);
   }
 
-  async info(name: string): Promise<DomainInfo> {
+  async info(name: string): Promise<DomainInfo & { details?: Record<string, unknown> }> {
     const d = await this.domain(name);
     const c = (d.liveConfig ?? d.config) as unknown as DomainConfig;
     if (!this.supports('info')) {
@@ -333,7 +333,9 @@ export class Connection {
     }
     const out = await this.run({ kind: 'info', domain: d });
     if (!out.info) throw new VirtkitError('DRIVER_FAILED', `the ${this.driver.name} driver answered info without info`);
-    return out.info;
+    // Driver-specific facts (e.g. the accelerator QEMU runs with) ride along as `details`.
+    const details = out.payload ? (JSON.parse(out.payload) as Record<string, unknown>) : undefined;
+    return details && typeof details === 'object' ? { ...out.info, details } : out.info;
   }
 
   /**
