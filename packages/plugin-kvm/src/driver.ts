@@ -326,8 +326,8 @@ function* nodeInfo(ctx: Ctx): EffectGen<NodeInfo> {
     log.warn(`no NUMA information: ${(e as Error).message}`);
   }
   const emulator = section(ctx).emulator ?? EMULATOR;
-  const version = /version (\S+)/.exec(new TextDecoderLite().decode((yield* fx.run(emulator, ['--version'])).stdout))?.[1] ?? 'unknown';
-  const machines = new TextDecoderLite().decode((yield* fx.run(emulator, ['-machine', 'help'])).stdout)
+  const version = /version (\S+)/.exec(decodeUtf8((yield* fx.run(emulator, ['--version'])).stdout))?.[1] ?? 'unknown';
+  const machines = decodeUtf8((yield* fx.run(emulator, ['-machine', 'help'])).stdout)
     .split('\n').slice(1).map((l) => l.trim().split(/\s+/)[0]!).filter(Boolean);
   const { accel, why } = chooseAccel('auto', yield* kvmFacts());
   return {
@@ -335,19 +335,6 @@ function* nodeInfo(ctx: Ctx): EffectGen<NodeInfo> {
     memoryKib: BigInt(memKib), numa, hypervisor: 'QEMU', hypervisorVersion: version,
     facts: [['accelerator', accel], ['accelerator-reason', why], ['kvm-usable', String(accel === 'kvm')], ['machine-types', machines.join(' ')]],
   };
-}
-
-/** Bytes to text without TextDecoder (QuickJS has none). */
-class TextDecoderLite {
-  decode(b: Uint8Array): string {
-    let s = '';
-    for (let i = 0; i < b.length; i += 8192) s += String.fromCharCode(...b.subarray(i, i + 8192));
-    try {
-      return decodeURIComponent(escape(s));
-    } catch {
-      return s;
-    }
-  }
 }
 
 export const driver = defineDriver({
