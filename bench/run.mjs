@@ -7,6 +7,7 @@
 //   (c) info calls/s and latency through connect(), against a plain async function.
 // Prints a table and writes bench/results.json. A missed target is reported, not fatal; only
 // a measurement that could not run exits non-zero. Needs `pnpm build` first.
+import { formatTable } from './table.mjs';
 import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
@@ -90,25 +91,7 @@ function errorRow(id, metric, e) {
   log(`${metric}: FAILED: ${e?.stack ?? e}`);
 }
 
-function table() {
-  const head = ['metric', 'virtkit', 'floor/baseline', 'ratio', 'target', 'met?'];
-  const body = rows.map((r) =>
-    r.error
-      ? [r.metric, 'ERROR', '—', '—', '—', 'error']
-      : [
-          r.metric,
-          fmt(r.virtkit, r.unit),
-          r.floor === undefined ? '—' : fmt(r.floor, r.unit),
-          r.ratio === undefined ? '—' : `${r.ratio >= 100 ? r.ratio.toFixed(0) : r.ratio.toFixed(1)}x`,
-          r.targetText ?? '—',
-          r.met === undefined ? '—' : r.met ? 'yes' : 'no',
-        ],
-  );
-  const widths = head.map((h, i) => Math.max(h.length, ...body.map((b) => b[i].length)));
-  const right = [false, true, true, true, true, false];
-  const line = (cells) => cells.map((c, i) => (right[i] ? c.padStart(widths[i]) : c.padEnd(widths[i]))).join(' | ').trimEnd();
-  return [line(head), widths.map((w) => '-'.repeat(w)).join('-|-'), ...body.map(line)].join('\n');
-}
+const table = () => formatTable(rows, fmt, 1);
 
 // ---------------------------------------------------------------------------------------
 // The spin driver, built twice: as a component, and as plain JS for the in-process floor.

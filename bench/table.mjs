@@ -1,0 +1,20 @@
+// The comparison table both benchmarks print: metric | virtkit | floor/baseline | ratio | target | met?
+export function formatTable(rows, fmt, ratioDigits) {
+  const head = ['metric', 'virtkit', 'floor/baseline', 'ratio', 'target', 'met?'];
+  const body = rows.map((r) =>
+    r.error
+      ? [r.metric, 'ERROR', '—', '—', '—', 'error']
+      : [
+          r.metric,
+          fmt(r.virtkit, r.unit),
+          r.floor === undefined ? '—' : fmt(r.floor, r.unit),
+          r.ratio === undefined ? '—' : `${r.ratio >= 100 ? r.ratio.toFixed(0) : r.ratio.toFixed(ratioDigits)}x`,
+          r.targetText ?? '—',
+          r.met === undefined ? '—' : r.met ? 'yes' : 'no',
+        ],
+  );
+  const widths = head.map((h, i) => Math.max(h.length, ...body.map((b) => b[i].length)));
+  const right = [false, true, true, true, true, false];
+  const line = (cells) => cells.map((c, i) => (right[i] ? c.padStart(widths[i]) : c.padEnd(widths[i]))).join(' | ').trimEnd();
+  return [line(head), widths.map((w) => '-'.repeat(w)).join('-|-'), ...body.map(line)].join('\n');
+}
