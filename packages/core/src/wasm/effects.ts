@@ -72,6 +72,9 @@ const ioError = (what: string, e: unknown) =>
 
 interface Channel {
   id: number;
+  /** A notice held back while the domain had an operation running. */
+  deferred?: boolean;
+  closedNotified?: boolean;
   socket: Socket;
   watch?: { nodeUri: string; domain: string; events: E<'channel-receive'>['filter'] };
   queue: unknown[];
@@ -103,6 +106,8 @@ export class EffectPerformer {
     private grant: GrantChecker,
     private limits: EffectLimits = DEFAULT_LIMITS,
     private onWatch: (n: WatchNotice) => void = () => {},
+    /** Whether an operation of this domain is running (its notices wait until it ends). */
+    private busy: (domain: string) => boolean = () => false,
   ) {}
 
   private cap(ms: number): number {
@@ -290,17 +295,7 @@ export class EffectPerformer {
     const ch: Channel = { id, socket, queue: [], raw: [], buffer: '', waiters: new Set() };
     if (req.watch) ch.watch = { nodeUri: ctx.nodeUri, domain: req.watch.domain, events: req.watch.events };
     const wake = () => { for (const w of [...ch.waiters]) w(); };
-    let closedNotified = false;
-    const notify = () => {
-      if (!ch.watch) return;
-      // After the waiters took theirs: what is left and matches the watch is unsolicited.
-      if (ch.closed && !closedNotified) {
-        closedNotified = true;
-        this.onWatch({ nodeUri: ch.watch.nodeUri, domain: ch.watch.domain, trigger: { tag: 'channel-closed', val: [id, ch.closed] } });
-      } else if (!ch.closed && ch.queue.some((m) => ch.watch!.events.length > 0 && matches(m, ch.watch!.events))) {
-        this.onWatch({ nodeUri: ch.watch.nodeUri, domain: ch.watch.domain, trigger: { tag: 'channel-message', val: id } });
-      }
-    };
+    const notify = () => this.notify(ch);
     socket.setEncoding('utf8');
     socket.on('data', (d: string) => {
       ch.buffer += d;
@@ -328,6 +323,32 @@ export class EffectPerformer {
     socket.on('close', () => { ch.closed ??= 'peer closed the channel'; wake(); if (this.channels.has(id)) notify(); });
     this.channels.set(id, ch);
     return { tag: 'channel', val: id };
+  }
+
+  /**
+   * Unsolicited input on a watched channel: what is left after the waiters took theirs
+   * and matches the watch. While an operation of that domain runs, it may still take it:
+   * hold the notice until the operation ends (flush), so no handle-event runs for nothing.
+   */
+  private notify(ch: Channel): void {
+    const w = ch.watch;
+    if (!w) return;
+    if (this.busy(w.domain)) {
+      ch.deferred = true;
+      return;
+    }
+    ch.deferred = false;
+    if (ch.closed && !ch.closedNotified) {
+      ch.closedNotified = true;
+      this.onWatch({ nodeUri: w.nodeUri, domain: w.domain, trigger: { tag: 'channel-closed', val: [ch.id, ch.closed] } });
+    } else if (!ch.closed && w.events.length > 0 && ch.queue.some((m) => matches(m, w.events))) {
+      this.onWatch({ nodeUri: w.nodeUri, domain: w.domain, trigger: { tag: 'channel-message', val: ch.id } });
+    }
+  }
+
+  /** The domain's operation ended: deliver what its channels held back meanwhile. */
+  flush(domain: string): void {
+    for (const ch of this.channels.values()) if (ch.deferred && ch.watch?.domain === domain) this.notify(ch);
   }
 
   private channel(id: number): Channel {

@@ -38,7 +38,14 @@ const init = workerData as WorkerInit;
 const port = parentPort!;
 const post = (m: FromWorker) => port.postMessage(m);
 const stepClock = new Float64Array(init.stepClock);
-const performer = new EffectPerformer(new GrantChecker(init.plugin, init.grants), init.limits, (notice) => post({ t: 'watch', notice }));
+/** Operations running per domain: a watched channel's notices wait for them to end. */
+const busyDomains = new Map<string, number>();
+const performer = new EffectPerformer(
+  new GrantChecker(init.plugin, init.grants),
+  init.limits,
+  (notice) => post({ t: 'watch', notice }),
+  (domain) => (busyDomains.get(domain) ?? 0) > 0,
+);
 
 const hostImports = {
   log(level: string, message: string) {
@@ -99,6 +106,22 @@ async function replaceInstance(reason: string) {
 }
 
 async function run(id: number, request: OperationRequest) {
+  const domain = request.domain ?? undefined;
+  if (domain === undefined) return runOp(id, request);
+  busyDomains.set(domain, (busyDomains.get(domain) ?? 0) + 1);
+  try {
+    await runOp(id, request);
+  } finally {
+    const n = (busyDomains.get(domain) ?? 1) - 1;
+    if (n > 0) busyDomains.set(domain, n);
+    else {
+      busyDomains.delete(domain);
+      performer.flush(domain);
+    }
+  }
+}
+
+async function runOp(id: number, request: OperationRequest) {
   const ac = new AbortController();
   const mine = { ac, generation };
   running.set(id, mine);
