@@ -229,7 +229,7 @@ class Lab {
 
   /** The plugin's runtime dir: one subdirectory per running domain, by uuid. */
   get kvmRuntime() {
-    return join(this.runtimeRoot, 'plugins', 'virtkit-plugin-kvm');
+    return join(this.runtimeRoot, 'virtkit-plugin-kvm', 'system');
   }
 
   serialLog(name) {

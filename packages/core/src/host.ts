@@ -53,6 +53,8 @@ export interface LoadedPlugin {
   grants: Grants;
   stateDir: string;
   runtimeDir: string;
+  /** Where the host keeps this plugin's nodes' records: outside every grant of the plugin. */
+  nodesDir: string;
   host: PluginHost;
   container: DependencyContainer;
 }
@@ -74,7 +76,8 @@ export function defaultRoots(): { stateRoot: string; runtimeRoot: string; cacheD
   if (isRoot()) return { stateRoot: '/var/lib/virtkit', runtimeRoot: '/run/virtkit', cacheDir: join(xdg('XDG_CACHE_HOME', join(home, '.cache')), 'virtkit', 'glue') };
   return {
     stateRoot: join(xdg('XDG_DATA_HOME', join(home, '.local', 'share')), 'virtkit'),
-    runtimeRoot: join(process.env.XDG_RUNTIME_DIR || `/tmp/virtkit-${process.getuid?.() ?? 'user'}`, 'virtkit'),
+    // Short: unix socket paths under it must stay below 108 bytes.
+    runtimeRoot: process.env.XDG_RUNTIME_DIR ? join(process.env.XDG_RUNTIME_DIR, 'virtkit') : `/tmp/virtkit-${process.getuid?.() ?? 'user'}`,
     cacheDir: join(xdg('XDG_CACHE_HOME', join(home, '.cache')), 'virtkit', 'glue'),
   };
 }
@@ -155,7 +158,7 @@ export class PluginManager {
     // Everything that can refuse the plugin runs before any of its code does.
     checkWorld(`${pkg.name}@${pkg.version}`, pkg.manifest.world);
     const stateDir = join(roots.stateRoot, 'plugins', slug(pkg.name));
-    const runtimeDir = join(roots.runtimeRoot, 'plugins', slug(pkg.name));
+    const runtimeDir = join(roots.runtimeRoot, slug(pkg.name));
     const grants = decideGrants(this.c.resolve<GrantPolicy>(TOKENS.Policy), pkg, { stateDir, runtimeDir });
     const glue = await loadGlue(`${pkg.name}@${pkg.version}`, pkg.componentPath, roots.cacheDir);
     const exported = glue.exports.find((e) => e.startsWith('virtkit:driver/driver@'));
@@ -180,7 +183,8 @@ export class PluginManager {
       await host.close();
       throw new VirtkitError('PLUGIN_REFUSED', `plugin ${pkg.name}@${pkg.version}: manifest claims ${missing.join(', ')}:// but the driver serves ${description.uriSchemes.join(', ')}`);
     }
-    return { pkg, description, grants, stateDir, runtimeDir, host, container: child };
+    const nodesDir = join(roots.stateRoot, 'nodes', slug(pkg.name));
+    return { pkg, description, grants, stateDir, runtimeDir, nodesDir, host, container: child };
   }
 
   async close(): Promise<void> {

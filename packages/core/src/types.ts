@@ -32,6 +32,8 @@ export interface StoredDomain {
   liveConfig?: Record<string, unknown>;
   /** Start it when the node's long-lived manager (virtkitd) starts. */
   autostart?: boolean;
+  /** An operation in flight that may leave traces if its manager dies (cleared when done). */
+  pending?: { op: string; pid: number; since: number };
 }
 
 /** A lifecycle event as applications see it: numbered per node, persisted where the node is. */

@@ -4,6 +4,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createServer, type Server, type Socket } from 'node:net';
 import { join } from 'node:path';
+import { mkdirSync } from 'node:fs';
 import { connect, type Connection, type DomainEvent, type Host, type LoadedPlugin } from '../src/index.js';
 import { fixture, tempDir, testHost } from './helpers.js';
 
@@ -56,7 +57,7 @@ describe('effects performed by the host', () => {
     conn = await connect('io:///default', { host });
     conn.onEvent((e) => events.push(e));
     io = await host.plugins.forScheme('io');
-    peer = new Peer(join(io.runtimeDir, 'peer.sock'));
+    peer = new Peer(join(io.runtimeDir, 'default', 'peer.sock'));
   });
   afterAll(async () => {
     peer?.server.close();
@@ -99,7 +100,8 @@ describe('effects performed by the host', () => {
     host = await testHost({ pluginPaths: [fixture('io')], policy: { plugins: { 'virtkit-fixture-io': { grants: 'requested' } } } });
     io = await host.plugins.forScheme('io');
     peer.server.close();
-    peer = new Peer(join(io.runtimeDir, 'peer.sock'));
+    mkdirSync(join(io.runtimeDir, 'default'), { recursive: true });
+    peer = new Peer(join(io.runtimeDir, 'default', 'peer.sock'));
     const second = await connect('io:///default', { host, stateDir });
     expect((await second.listDomains())[0]).toMatchObject({ name: 'vm', state: 'running' });
     expect(peer.commands).toEqual(['qmp_capabilities']);
@@ -113,7 +115,7 @@ describe('effects performed by the host', () => {
     expect((await third.listDomains({ all: true }))[0]).toMatchObject({ name: 'vm', state: 'shut-off', reason: 'crashed' });
     expect((await third.events({ since: 0 }).next()).value).toMatchObject({ kind: 'started' });
     await third.close();
-    peer = new Peer(join(io.runtimeDir, 'peer.sock'));
+    peer = new Peer(join(io.runtimeDir, 'default', 'peer.sock'));
     conn = await connect('io:///default', { host });
     conn.onEvent((e) => events.push(e));
     await conn.start('vm');

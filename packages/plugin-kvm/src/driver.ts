@@ -74,9 +74,13 @@ function* qmpOpen(ctx: Ctx, path: string, timeoutMs = 1000, greetingMs = QMP_TIM
   return ch;
 }
 
+/** QMP command ids: a late reply to a command that timed out is never taken for another's. */
+let nextId = 1;
+
 function* call(ch: number, execute: string, args?: Record<string, unknown>): EffectGen<any> {
-  yield* fx.send(ch, args ? { execute, arguments: args } : { execute });
-  const reply = yield* fx.receive(ch, [{ field: 'return' }, { field: 'error' }], QMP_TIMEOUT);
+  const id = `vk${nextId++}`;
+  yield* fx.send(ch, args ? { execute, arguments: args, id } : { execute, id });
+  const reply = yield* fx.receive(ch, [{ field: 'id', equals: JSON.stringify(id) }], QMP_TIMEOUT);
   if (reply.error) throw new DriverError('driver-failed', `QMP ${execute}: ${reply.error.class}: ${reply.error.desc}`);
   return reply.return;
 }
@@ -91,16 +95,28 @@ function* qmp(ctx: Ctx, rt: Runtime, execute: string, args?: Record<string, unkn
     }
   }
   rt.channel = yield* qmpOpen(ctx, rt.paths.qmp);
-  return yield* call(rt.channel, execute, args);
+  try {
+    return yield* call(rt.channel, execute, args);
+  } catch (e) {
+    // Do not keep a monitor we cannot use: QMP serves one client.
+    yield* fx.closeChannel(rt.channel);
+    rt.channel = undefined;
+    throw e;
+  }
 }
 
 function* waitEvent(rt: Runtime, name: string, timeoutMs: number): EffectGen<any> {
   return yield* fx.receive(rt.channel!, [{ field: 'event', equals: JSON.stringify(name) }], timeoutMs);
 }
 
-/** Drops queued events (after our own reset/cont) so handle-event does not replay them. */
-function* drainEvents(rt: Runtime): EffectGen<void> {
-  while (rt.channel !== undefined && (yield* fx.tryReceive(rt.channel, EVENTS)) !== undefined) { /* dropped */ }
+/**
+ * Drops the events our own commands caused (a reset's RESET, a cont's RESUME, a stop's
+ * STOP), so handle-event does not report them again. Anything else (a guest powering off
+ * or panicking meanwhile) stays queued for handle-event.
+ */
+function* drainEvents(rt: Runtime, caused: string[] = ['RESET', 'RESUME', 'STOP']): EffectGen<void> {
+  const mine = caused.map((e) => ({ field: 'event', equals: JSON.stringify(e) }));
+  while (rt.channel !== undefined && (yield* fx.tryReceive(rt.channel, mine)) !== undefined) { /* ours */ }
 }
 
 /** Stops QEMU for good: SIGTERM, then SIGKILL if it lingers; its runtime dir goes too. */
@@ -359,8 +375,9 @@ export const driver = defineDriver({
     // A manager killed in the middle of a start leaves a QEMU the records do not know
     // (the domain is recorded as off): stop it, so the record is true again.
     *open(ctx) {
-      const recorded = (ctx.args.domains ?? []) as Array<{ name: string; uuid?: string; active: boolean }>;
-      const active = new Set(recorded.filter((d) => d.active).map((d) => d.uuid));
+      const recorded = (ctx.args.domains ?? []) as Array<{ name: string; uuid?: string; active: boolean; busy: boolean }>;
+      // Active ones are re-attached; busy ones are being started by another manager right now.
+      const active = new Set(recorded.filter((d) => d.active || d.busy).map((d) => d.uuid));
       let dirs: string[] = [];
       try {
         dirs = (yield* fx.list(ctx.node.runtimeDir)).filter((e) => e.kind === 'directory' && /^[0-9a-f-]{36}$/.test(e.name)).map((e) => e.name);
@@ -446,10 +463,19 @@ export const driver = defineDriver({
     },
     *reattach(ctx) {
       const rt = ctx.runtime!;
-      rt.channel = undefined;
       if (!(yield* alive(rt))) return yield* gone(ctx, rt);
-      // Not watching: leave QMP to others; the first operation that needs it opens it.
-      if (ctx.args.watch === false) return { runtime: rt };
+      // Not watching: leave QMP (and the record of who holds it) to others.
+      if (ctx.args.watch === false) return {};
+      // This host may hold the monitor already (an earlier connection in this process).
+      if (rt.channel !== undefined) {
+        try {
+          const qs = yield* call(rt.channel, 'query-status');
+          return qs.status === 'shutdown' ? yield* poweredOff(ctx, rt) : { status: statusOf(qs), runtime: rt };
+        } catch (e) {
+          if (!(e instanceof DriverError && e.code === 'not-found')) throw e;
+        }
+      }
+      rt.channel = undefined;
       try {
         rt.channel = yield* qmpOpen(ctx, rt.paths.qmp, 1000, 2000);
       } catch (e) {

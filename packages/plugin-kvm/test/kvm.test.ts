@@ -51,7 +51,7 @@ async function until<T>(what: string, f: () => T | undefined | false | Promise<T
 
 async function qemuPid(c: Connection, name: string): Promise<number> {
   const uuid = (await c.getConfig(name)).uuid!;
-  return Number(readFileSync(join(root, 'run', 'plugins', 'virtkit-plugin-kvm', uuid, 'qemu.pid'), 'utf8'));
+  return Number(readFileSync(join(root, 'run', 'virtkit-plugin-kvm', 'system', uuid, 'qemu.pid'), 'utf8'));
 }
 
 const running = (pid: number) => {

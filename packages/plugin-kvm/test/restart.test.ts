@@ -122,6 +122,6 @@ describe.skipIf(!existsSync(join(guest, 'manifest.json')) && !process.env.CI)('m
     expect(['running', 'shut-off']).toContain(d.state);
     expect(qemuOf('halfway').length).toBe(d.state === 'running' ? 1 : 0);
     if (d.state === 'running') expect(virtkit('destroy', 'halfway').code).toBe(0);
-    expect(execFileSync('ls', [join(root, 'state')]).toString()).toContain('plugins');
+    expect(execFileSync('ls', [join(root, 'state')]).toString()).toContain('nodes');
   });
 });

@@ -2,7 +2,7 @@
 // runtime records, events); the driver decides what each operation does in the world.
 // Local, embedded and (later) remote connections offer this same API.
 import { randomUUID } from 'node:crypto';
-import { readFile } from 'node:fs/promises';
+import { mkdir, readFile } from 'node:fs/promises';
 import { isAbsolute, join } from 'node:path';
 import { createConnection, type Socket } from 'node:net';
 import { GrantChecker } from '../plugins/grants.js';
@@ -49,6 +49,19 @@ export interface Capabilities {
 }
 
 const NAME = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/;
+
+/** A node's own name among a plugin's nodes: qemu:///system -> "system". */
+const nodeSlug = (u: ParsedUri) => u.path.replace(/^\/+/, '').replace(/\//g, '_') || 'default';
+
+/** Whether a process still runs (EPERM: it does, as someone else). */
+function processAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
 const INACTIVE: DomainState[] = ['shut-off', 'no-state'];
 const isActive = (d: StoredDomain) => !INACTIVE.includes(d.status.state) && !(d.status.state === 'crashed' && d.runtime === undefined);
 
@@ -69,6 +82,10 @@ export class Connection {
   private node?: NodeInfo;
   private closed = false;
   private unwatch?: () => void;
+  /** The node's own runtime dir under the plugin's: nodes never see each other's files. */
+  private get runtimeDir(): string {
+    return join(this.plugin.runtimeDir, nodeSlug(this.uri));
+  }
   private watchDomains = true;
   /** Domains with a handle-event for channel input already queued: one drains them all. */
   private inputQueued = new Set<string>();
@@ -96,11 +113,16 @@ export class Connection {
         ? await FileStore.open(opts.stateDir)
         : perConnection
           ? new MemoryStore()
-          : await FileStore.open(join(plugin.stateDir, 'nodes', parsed.path.replace(/^\/+/, '').replace(/\//g, '_') || 'default'));
+          : await FileStore.open(join(plugin.nodesDir, nodeSlug(parsed)));
       const conn = new Connection(parsed, plugin, store, new EventHub(store), host, ownsHost);
       conn.watchDomains = opts.watch !== false;
       conn.unwatch = host.plugins.watch(plugin.pkg.name, parsed.uri, (n) => conn.onWatch(n.domain, n.trigger));
-      await conn.openNode();
+      try {
+        await conn.openNode();
+      } catch (e) {
+        await conn.close();
+        throw e;
+      }
       return conn;
     } catch (e) {
       if (ownsHost) await host.close();
@@ -109,6 +131,7 @@ export class Connection {
   }
 
   private async openNode(): Promise<void> {
+    await mkdir(this.runtimeDir, { recursive: true, mode: 0o700 });
     if (!this.supports('open')) return this.reattachAll();
     let nodeDocument: string | undefined;
     const p = this.uri.path;
@@ -125,7 +148,8 @@ export class Connection {
     // The driver learns what the host records, so it can clean up after an operation a
     // crash interrupted (e.g. a hypervisor process started for a domain recorded as off).
     const before = await this.store.listDomains();
-    const recorded = before.map((d) => ({ name: d.name, uuid: d.config.uuid, active: isActive(d) }));
+    // busy: another manager (or connection) is in the middle of an operation on it.
+    const recorded = before.map((d) => ({ name: d.name, uuid: d.config.uuid, active: isActive(d), busy: !!d.pending && processAlive(d.pending.pid) }));
     const out = await this.run({ kind: 'open', args: { domains: recorded }, nodeDocument });
     if (out.node) this.node = out.node;
     const known = new Set(before.map((d) => d.name));
@@ -136,6 +160,8 @@ export class Connection {
       await this.store.putConfig(config.name, { ...config, uuid: config.uuid ?? randomUUID() } as unknown as Record<string, unknown>);
       await this.store.putRuntime(config.name, rec.status, rec.runtime);
     }
+    // An operation whose manager died is over: what the record says is the state.
+    for (const d of before) if (d.pending && !processAlive(d.pending.pid)) await this.store.putPending(d.name, undefined);
     // Domains the driver reported were just recorded fresh: nothing of theirs to re-attach.
     await this.reattachAll(before);
   }
@@ -149,7 +175,11 @@ export class Connection {
     if (!this.supports('reattach')) return;
     const active = (recorded ?? (await this.store.listDomains())).filter((d) => isActive(d) && d.runtime !== undefined);
     const args = { watch: this.watchDomains };
-    await Promise.all(active.map((d) => this.jobs.run(d.name, 'reattach', {}, async () => this.apply(d, await this.run({ kind: 'reattach', domain: d, args })))));
+    const results = await Promise.allSettled(active.map((d) => this.jobs.run(d.name, 'reattach', {}, async () => this.apply(d, await this.run({ kind: 'reattach', domain: d, args })))));
+    // One domain that cannot be re-attached keeps its recorded state; the node still opens.
+    results.forEach((r, i) => {
+      if (r.status === 'rejected') this.host.options.onLog?.(this.plugin.pkg.name, 'warn', `re-attaching ${active[i]!.name} failed: ${(r.reason as Error).message}`);
+    });
   }
 
   /** Unsolicited input for a domain: a handle-event job, after the domain's jobs in flight. */
@@ -193,7 +223,7 @@ export class Connection {
     const request: OperationRequest = {
       kind: req.kind,
       trigger: req.trigger,
-      node: { uri: this.uri.uri, stateDir: this.plugin.stateDir, runtimeDir: this.plugin.runtimeDir, nodeDocument: req.nodeDocument },
+      node: { uri: this.uri.uri, stateDir: this.plugin.stateDir, runtimeDir: this.runtimeDir, nodeDocument: req.nodeDocument },
       domain: d?.name,
       config: d ? JSON.stringify(d.liveConfig ?? d.config) : undefined,
       runtime: d?.runtime,
@@ -283,10 +313,14 @@ export class Connection {
       if (pre && !pre.ok(d)) throw new VirtkitError('OPERATION_INVALID', `cannot ${kind} domain ${name}: it ${pre.why} (state ${d.status.state})`);
       // A start runs the persistent config; later operations keep seeing that live config.
       const live = kind === 'start' ? { ...d, liveConfig: undefined } : d;
+      // A start may leave a hypervisor process behind if this manager dies before it is
+      // recorded: mark it, so another manager opening the node meanwhile leaves it alone.
+      if (kind === 'start') await this.store.putPending(name, { op: kind, pid: process.pid, since: Date.now() });
       let out: Outcome;
       try {
         out = await this.run({ kind, domain: live, args: opts.args }, { signal: job.signal, onProgress: job.progress });
       } catch (e) {
+        if (kind === 'start') await this.store.putPending(name, undefined);
         if (VirtkitError.is(e, 'CANCELLED')) throw new VirtkitError('CANCELLED', `${kind} ${name} cancelled (${e.message})`, { cause: e });
         throw e;
       }
@@ -349,6 +383,7 @@ export class Connection {
    * through the driver.
    */
   async console(name: string): Promise<Socket> {
+    this.assertOpen();
     const d = await this.domain(name);
     if (!this.supports('console')) throw new VirtkitError('NO_SUPPORT', `the ${this.driver.name} driver has no console`);
     if (!isActive(d)) throw new VirtkitError('OPERATION_INVALID', `domain ${name} is not running: it has no console`);

@@ -65,6 +65,7 @@ export class EventHub {
           if (opts.follow === false) finish();
         });
     opts.signal?.addEventListener('abort', finish, { once: true });
+    if (opts.signal?.aborted) finish();
     const it: AsyncIterableIterator<DomainEvent> = {
       async next() {
         await replay;

@@ -43,6 +43,7 @@ export class JobQueue {
     const ac = new AbortController();
     const onAbort = () => ac.abort(opts.signal?.reason);
     opts.signal?.addEventListener('abort', onAbort, { once: true });
+    if (opts.signal?.aborted) onAbort();
     const job: Job = {
       id: this.nextId++, domain, operation, state: 'queued', percent: 0, message: '', startedAt: Date.now(),
       cancel: () => ac.abort(),

@@ -5,9 +5,17 @@ import { dirname, basename, isAbsolute, join, resolve, sep } from 'node:path';
 import { VirtkitError } from '../errors.js';
 
 /** Grants as a manifest or policy writes them: may use ${stateDir} and ${runtimeDir}. */
+/**
+ * A program the driver may run. With `args`, only argument lists matching that regular
+ * expression (anchored; the arguments joined by single spaces, none of which may contain
+ * whitespace) may be passed: a grant to run `ip link set ...` is not a grant to run
+ * `ip netns exec ... sh`.
+ */
+export type ExecutableGrant = string | { path: string; args: string };
+
 export interface GrantSpec {
-  /** Absolute paths of programs the driver may spawn. */
-  executables?: string[];
+  /** Programs the driver may spawn: absolute paths, optionally with an argument pattern. */
+  executables?: ExecutableGrant[];
   /** Path prefixes the driver may read, stat and list. */
   read?: string[];
   /** Path prefixes the driver may write, create and remove under (implies read). */
@@ -22,7 +30,10 @@ export const GRANT_KINDS = ['executables', 'read', 'write', 'sockets', 'devices'
 export type GrantKind = (typeof GRANT_KINDS)[number];
 
 /** Grants with variables expanded and every path resolved through symlinks. */
-export type Grants = Record<GrantKind, string[]>;
+export type Grants = Record<GrantKind, string[]> & {
+  /** Resolved executable -> the argument pattern it is pinned to (absent: any arguments). */
+  argPatterns: Record<string, string>;
+};
 
 export interface GrantVars {
   stateDir: string;
@@ -55,13 +66,28 @@ export function resolveReal(p: string): string {
 }
 
 export function resolveGrants(spec: GrantSpec, vars: GrantVars): Grants {
-  const out = {} as Grants;
+  const out = { argPatterns: {} } as unknown as Grants;
+  const abs = (kind: string, p: string) => {
+    const e = expand(p, vars);
+    if (!isAbsolute(e)) throw new VirtkitError('INVALID_ARGUMENT', `grant ${kind}: ${JSON.stringify(p)} is not an absolute path`);
+    return resolveReal(e);
+  };
   for (const kind of GRANT_KINDS) {
-    out[kind] = (spec[kind] ?? []).map((p) => {
-      const e = expand(p, vars);
-      if (!isAbsolute(e)) throw new VirtkitError('INVALID_ARGUMENT', `grant ${kind}: ${JSON.stringify(p)} is not an absolute path`);
-      return resolveReal(e);
-    });
+    if (kind === 'executables') {
+      out.executables = (spec.executables ?? []).map((g) => {
+        if (typeof g === 'string') return abs(kind, g);
+        const real = abs(kind, g.path);
+        try {
+          new RegExp(g.args);
+        } catch (e) {
+          throw new VirtkitError('INVALID_ARGUMENT', `grant executables: argument pattern for ${g.path} is not a regular expression: ${(e as Error).message}`);
+        }
+        out.argPatterns[real] = g.args;
+        return real;
+      });
+    } else {
+      out[kind] = ((spec[kind] ?? []) as string[]).map((p) => abs(kind, p));
+    }
   }
   return out;
 }
@@ -75,8 +101,10 @@ export function uncovered(requested: Grants, given: Grants): string[] {
   const missing: string[] = [];
   for (const kind of GRANT_KINDS) {
     for (const p of requested[kind]) {
-      const ok = kind === 'executables' || kind === 'devices' ? given[kind].includes(p) : given[kind].some((g) => within(p, g));
-      if (!ok) missing.push(`${kind} ${p}`);
+      let ok = kind === 'executables' || kind === 'devices' ? given[kind].includes(p) : given[kind].some((g) => within(p, g));
+      // A pinned grant covers a request only for the same pattern (or none pinned at all).
+      if (ok && kind === 'executables' && given.argPatterns[p] !== undefined && given.argPatterns[p] !== requested.argPatterns[p]) ok = false;
+      if (!ok) missing.push(`${kind} ${p}${requested.argPatterns[p] ? ` (args ${requested.argPatterns[p]})` : ''}`);
     }
   }
   return missing;
@@ -90,11 +118,16 @@ export class GrantChecker {
     throw new VirtkitError('GRANT_DENIED', `plugin ${this.plugin} is not granted ${what}`);
   }
 
-  executable(path: string): string {
+  /** The resolved program to run, if it is granted with these arguments. */
+  executable(path: string, args: string[] = []): string {
     if (!isAbsolute(path)) this.deny(`to run ${JSON.stringify(path)}: executables must be absolute paths`);
     const real = resolveReal(path);
-    if (!this.grants.executables.includes(real) && !this.grants.executables.includes(resolve(path))) this.deny(`to run ${path}`);
-    return path;
+    if (!this.grants.executables.includes(real)) this.deny(`to run ${path}`);
+    const pattern = this.grants.argPatterns?.[real];
+    if (pattern !== undefined && (args.some((a) => /\s/.test(a) || a === '') || !new RegExp(`^(?:${pattern})$`).test(args.join(' ')))) {
+      this.deny(`to run ${path} with arguments ${JSON.stringify(args)} (allowed: ${pattern})`);
+    }
+    return real;
   }
 
   private path(kind: 'read' | 'write' | 'sockets', path: string, verb: string): string {

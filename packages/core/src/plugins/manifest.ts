@@ -47,7 +47,9 @@ export function parseManifest(plugin: string, raw: unknown): PluginManifest {
   if (typeof grants !== 'object' || Array.isArray(grants)) throw refuse(plugin, 'virtkit.grants must be an object');
   for (const [k, v] of Object.entries(grants)) {
     if (!(GRANT_KINDS as readonly string[]).includes(k)) throw refuse(plugin, `virtkit.grants.${k} is not a grant kind (${GRANT_KINDS.join(', ')})`);
-    if (!Array.isArray(v) || !v.every((p) => typeof p === 'string')) throw refuse(plugin, `virtkit.grants.${k} must be a list of paths`);
+    const okEntry = (p: unknown) =>
+      typeof p === 'string' || (k === 'executables' && typeof p === 'object' && p !== null && typeof (p as { path?: unknown }).path === 'string' && typeof (p as { args?: unknown }).args === 'string');
+    if (!Array.isArray(v) || !v.every(okEntry)) throw refuse(plugin, `virtkit.grants.${k} must be a list of paths${k === 'executables' ? ' (or {"path", "args"} objects)' : ''}`);
   }
   return { kind: 'hypervisor-driver', world: m.world, component: m.component, schemes: m.schemes as string[], grants: grants as GrantSpec };
 }

@@ -54,7 +54,7 @@ export function decideGrants(policy: GrantPolicy, plugin: PluginPackage, vars: G
   } else if (entry?.grants && typeof entry.grants === 'object') {
     given = resolveGrants(entry.grants, vars);
   } else {
-    given = Object.fromEntries(GRANT_KINDS.map((k) => [k, []])) as unknown as Grants;
+    given = { ...Object.fromEntries(GRANT_KINDS.map((k) => [k, []])), argPatterns: {} } as unknown as Grants;
   }
   const missing = uncovered(requested, given);
   if (missing.length > 0) {

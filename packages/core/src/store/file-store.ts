@@ -97,8 +97,18 @@ export class FileStore implements StateStore {
     await this.withLock(async () => {
       const old = await readJsonFile<StoredDomain>(file);
       if (!old) throw noDomain(name);
-      const { runtime: _r, liveConfig: _l, ...rest } = old;
+      const { runtime: _r, liveConfig: _l, pending: _p, ...rest } = old;
       await this.#write(file, { ...rest, status, ...(runtime === undefined ? {} : { runtime }), ...(liveConfig === undefined ? {} : { liveConfig }) });
+    });
+  }
+
+  async putPending(name: string, pending: StoredDomain['pending']): Promise<void> {
+    const file = this.#file(name);
+    await this.withLock(async () => {
+      const old = await readJsonFile<StoredDomain>(file);
+      if (!old) throw noDomain(name);
+      const { pending: _p, ...rest } = old;
+      await this.#write(file, pending ? { ...rest, pending } : rest);
     });
   }
 

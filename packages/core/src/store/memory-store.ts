@@ -43,13 +43,22 @@ export class MemoryStore implements StateStore {
     return this.#lock.run(async () => {
       const old = this.#domains.get(name);
       if (!old) throw noDomain(name);
-      const { runtime: _dropped, liveConfig: _live, ...rest } = old;
+      const { runtime: _dropped, liveConfig: _live, pending: _pending, ...rest } = old;
       this.#domains.set(name, {
         ...rest,
         status: structuredClone(status),
         ...(runtime === undefined ? {} : { runtime }),
         ...(liveConfig === undefined ? {} : { liveConfig: structuredClone(liveConfig) }),
       });
+    });
+  }
+
+  putPending(name: string, pending: StoredDomain['pending']): Promise<void> {
+    return this.#lock.run(async () => {
+      const old = this.#domains.get(name);
+      if (!old) throw noDomain(name);
+      const { pending: _p, ...rest } = old;
+      this.#domains.set(name, pending ? { ...rest, pending: structuredClone(pending) } : rest);
     });
   }
 

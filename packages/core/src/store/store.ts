@@ -16,6 +16,8 @@ export interface StateStore {
    */
   putRuntime(name: string, status: DomainStatus, runtime: string | undefined, liveConfig?: Record<string, unknown>): Promise<void>;
   removeDomain(name: string): Promise<void>;
+  /** Mark (or clear) an operation in flight on the domain. putRuntime clears it too. */
+  putPending(name: string, pending: StoredDomain['pending']): Promise<void>;
   /** Set or clear the domain's autostart flag. */
   putAutostart(name: string, on: boolean): Promise<void>;
   /** Number and persist an event; seq is monotonic per store and survives reopening. */

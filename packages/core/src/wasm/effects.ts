@@ -44,6 +44,15 @@ const SIGNALS: Record<string, NodeJS.Signals> = {
 };
 
 const none: EffectResult = { tag: 'none' };
+/** What a cancelled operation may still do to clean up, and how long each may take. */
+const CLEANUP_EFFECTS = new Set<Effect['tag']>(['signal', 'wait-process', 'process-info', 'channel-send', 'channel-receive', 'channel-close', 'file-remove', 'file-stat', 'file-read', 'clock']);
+const CLEANUP_MS = 5000;
+/**
+ * Environment variables that make a program load code or data the driver chooses (the
+ * list glibc strips for setuid programs): a driver granted one executable must not turn
+ * it into any program through them.
+ */
+const UNSAFE_ENV = /^(LD_.*|GCONV_PATH|GETCONF_DIR|GLIBC_TUNABLES|HOSTALIASES|LOCALDOMAIN|LOCPATH|MALLOC_TRACE|NIS_PATH|NLSPATH|RESOLV_HOST_CONF|RES_OPTIONS|TMPDIR|TZDIR|NODE_OPTIONS|BASH_ENV|ENV)$/;
 // USER_HZ and the page size: fixed on Linux x86_64 and aarch64 as Node cannot sysconf().
 const CLOCK_TICKS = 100n;
 const PAGE_SIZE = 4096n;
@@ -98,7 +107,7 @@ function matches(msg: unknown, filter: E<'channel-receive'>['filter']): boolean 
 
 export class EffectPerformer {
   private channels = new Map<number, Channel>();
-  private nextChannel = 1;
+  private nextChannel: number;
   /** Processes this plugin started: their exit, seen through our own child handle. */
   private children = new Map<number, { child: ChildProcess; exit?: Exit; waiters: Set<() => void> }>();
 
@@ -108,14 +117,28 @@ export class EffectPerformer {
     private onWatch: (n: WatchNotice) => void = () => {},
     /** Whether an operation of this domain is running (its notices wait until it ends). */
     private busy: (domain: string) => boolean = () => false,
-  ) {}
+    channelBase = 0,
+  ) {
+    this.nextChannel = channelBase + 1;
+  }
 
   private cap(ms: number): number {
     return Math.max(1, Math.min(ms, this.limits.maxEffectMs));
   }
 
   async perform(effect: Effect, ctx: EffectContext): Promise<EffectResult> {
-    if (ctx.signal.aborted) throw new VirtkitError('CANCELLED', `${effect.tag} refused: the operation was cancelled`);
+    if (ctx.signal.aborted) {
+      // A cancelled operation may still clean up (stop what it started, close, remove), each
+      // step bounded by CLEANUP_MS; it may not start anything new or wait for nothing.
+      if (!CLEANUP_EFFECTS.has(effect.tag)) throw new VirtkitError('CANCELLED', `${effect.tag} refused: the operation was cancelled`);
+      const cleanup = new AbortController();
+      const timer = setTimeout(() => cleanup.abort(), CLEANUP_MS);
+      try {
+        return await this.perform(effect, { ...ctx, signal: cleanup.signal });
+      } finally {
+        clearTimeout(timer);
+      }
+    }
     switch (effect.tag) {
       case 'spawn': return this.spawn(effect.val, ctx);
       case 'signal': return this.signal(effect.val);
@@ -147,16 +170,19 @@ export class EffectPerformer {
   }
 
   private async spawn(req: E<'spawn'>, ctx: EffectContext): Promise<EffectResult> {
-    this.grant.executable(req.executable);
-    if (req.cwd !== undefined) this.grant.read(req.cwd);
+    // Run exactly what was checked: the resolved executable and cwd, not the paths as asked.
+    const executable = this.grant.executable(req.executable, req.args);
+    const cwd = req.cwd === undefined ? undefined : this.grant.read(req.cwd);
+    const unsafe = req.env.filter((v) => UNSAFE_ENV.test(v.name) || v.name.includes('=') || v.name === '');
+    if (unsafe.length) throw new VirtkitError('GRANT_DENIED', `plugin ${this.grant.plugin} may not set ${unsafe.map((v) => JSON.stringify(v.name)).join(', ')} in a child's environment`);
     const env = Object.fromEntries(req.env.map((v) => [v.name, v.value]));
     if (req.mode.tag === 'background') {
       const opts = req.mode.val;
       let fd: number | undefined;
       if (opts.logFile !== undefined) fd = openSync(this.grant.write(opts.logFile), C.O_WRONLY | C.O_CREAT | C.O_APPEND | C.O_NOFOLLOW, 0o600);
       try {
-        const child = spawn(req.executable, req.args, {
-          env, cwd: req.cwd, detached: opts.detached, stdio: ['ignore', fd ?? 'ignore', fd ?? 'ignore'],
+        const child = spawn(executable, req.args, {
+          env, cwd, detached: opts.detached, stdio: ['ignore', fd ?? 'ignore', fd ?? 'ignore'],
         });
         await new Promise<void>((resolve, reject) => {
           child.once('spawn', resolve);
@@ -183,7 +209,7 @@ export class EffectPerformer {
     const run = req.mode.val;
     const max = Math.max(0, run.maxOutputBytes);
     return bounded(`running ${req.executable}`, this.cap(run.timeoutMs), ctx, (sig) => new Promise((resolve, reject) => {
-      const child = spawn(req.executable, req.args, { env, cwd: req.cwd, stdio: ['pipe', 'pipe', 'pipe'] });
+      const child = spawn(executable, req.args, { env, cwd, stdio: ['pipe', 'pipe', 'pipe'] });
       const out: Buffer[] = [], err: Buffer[] = [];
       let outLen = 0, errLen = 0, truncated = false;
       const collect = (bufs: Buffer[], len: number, d: Buffer) => {
@@ -209,7 +235,9 @@ export class EffectPerformer {
   /** A pid is ours if we started it, or if it runs one of the granted executables. */
   private async checkPid(pid: number, verb: string): Promise<void> {
     if (!Number.isInteger(pid) || pid <= 1) throw new VirtkitError('GRANT_DENIED', `plugin ${this.grant.plugin} may not ${verb} pid ${pid}`);
-    if (this.children.has(pid)) return;
+    const own = this.children.get(pid);
+    // Our child while it runs; once it exited its pid may belong to anyone: check as any pid.
+    if (own && !own.exit) return;
     let exe: string;
     try {
       exe = realpathSync(`/proc/${pid}/exe`);

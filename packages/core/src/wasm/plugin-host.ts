@@ -76,6 +76,8 @@ export class PluginHost {
       limits: { ...DEFAULT_LIMITS, ...this.opts.limits },
       stepClock: this.stepClock,
       stepsAfterCancel: 16,
+      // Channel handles from a replaced worker must never name a new worker's channels.
+      channelBase: (this.restarts + 1) * 1_000_000,
     };
     const worker = new Worker(workerEntry(), { workerData: init, stdout: false, stderr: false });
     this.worker = worker;
@@ -173,9 +175,9 @@ export class PluginHost {
 
   async close(): Promise<void> {
     const w = this.worker;
-    this.worker = undefined;
-    this.ready = undefined;
-    this.idle();
+    // Operations in flight fail (they would never finish), then the worker goes.
+    if (w) this.lost(w, `plugin ${this.opts.plugin} was closed`);
+    if (w) this.restarts--; // a close is not a restart
     if (w) await w.terminate();
   }
 }

@@ -24,6 +24,8 @@ export interface WorkerInit {
   stepClock: SharedArrayBuffer;
   /** After cancellation, how many more steps a driver gets to clean up. */
   stepsAfterCancel: number;
+  /** This worker's channel handles start here (unique across the plugin's restarts). */
+  channelBase: number;
 }
 
 interface DriverOperation {
@@ -45,6 +47,7 @@ const performer = new EffectPerformer(
   init.limits,
   (notice) => post({ t: 'watch', notice }),
   (domain) => (busyDomains.get(domain) ?? 0) > 0,
+  init.channelBase,
 );
 
 const hostImports = {
