@@ -235,3 +235,27 @@ describe('autostart', () => {
     await host.close();
   });
 });
+
+describe('cancellation and closing', () => {
+  it('an already-aborted signal cancels the job before the driver runs', async () => {
+    const host = await testHost();
+    const c = await connect('test:///default', { host });
+    await c.define(web);
+    expect((await failure(c.start('web1', { signal: AbortSignal.abort() }))).code).toBe('CANCELLED');
+    expect((await c.listDomains({ all: true })).find((d) => d.name === 'web1')?.state).toBe('shut-off');
+    await c.close();
+    await host.close();
+  });
+
+  it('closing the host fails the operations in flight instead of leaving them hanging', async () => {
+    const host = await testHost();
+    const c = await connect('test:///default', { host });
+    await c.define({ ...web, driver: { test: { bootDelayMs: 5000 } } });
+    const slow = failure(c.start('web1'));
+    await new Promise((r) => setTimeout(r, 100));
+    await host.close();
+    const e = await slow;
+    expect(e.code).toBe('DRIVER_FAILED');
+    expect(e.message).toMatch(/was closed/);
+  });
+});

@@ -51,6 +51,10 @@ describe('sandboxed driver host', () => {
       write: 'grant-denied',
       socket: 'grant-denied',
       signal: 'grant-denied',
+      preload: 'grant-denied',
+      args: 'grant-denied',
+      argspace: 'grant-denied',
+      pinnedok: 'allowed',
     });
     expect(payload.trueExit).toBe(0);
     expect(existsSync('/tmp/virtkit-evil-was-here')).toBe(false);
@@ -112,7 +116,7 @@ describe('plugin loading', () => {
     const host = await testHost({ pluginPaths: [fixture('evil')] });
     try {
       const msg = await codeOf(host.plugins.forScheme('evil'));
-      expect(msg).toMatch(/^PLUGIN_REFUSED: plugin virtkit-fixture-evil@0.0.1 requires grants the policy does not give: executables \/(usr\/)?bin\/true; read .*virtkit-fixture-evil/);
+      expect(msg).toMatch(/^PLUGIN_REFUSED: plugin virtkit-fixture-evil@0.0.1 requires grants the policy does not give: executables \/(usr\/)?bin\/true; executables \/usr\/bin\/echo \(args hello \[a-z\]\+\); read .*virtkit-fixture-evil/);
     } finally {
       await host.close();
     }
