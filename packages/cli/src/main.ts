@@ -94,7 +94,9 @@ export async function main(argv: string[], io: Io = processIo): Promise<number> 
 
 async function run(argv: string[], io: Io): Promise<number> {
   const envUri = process.env.VIRTKIT_DEFAULT_URI;
-  const pluginSearch = [CLI_DIR, process.cwd()];
+  // Plugins installed next to the CLI, and those the host config names; never the current
+  // directory, which may belong to someone else.
+  const pluginSearch = [CLI_DIR];
   const helpTree = () => verbSummary(buildVerbs(new Session({ connect: DEFAULT_URI, uriGiven: false, json: false, quiet: false }, io, pluginSearch), { signal: new AbortController().signal, timedOut: () => false }, { verb: 'help' }, () => '', USAGE));
   const top = topProgram(io, helpTree);
   try {

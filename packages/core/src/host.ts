@@ -5,7 +5,7 @@ import 'reflect-metadata';
 import { container as rootContainer, instanceCachingFactory, type DependencyContainer } from 'tsyringe';
 import { mkdir } from 'node:fs/promises';
 import { homedir } from 'node:os';
-import { join, dirname } from 'node:path';
+import { join, dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { VirtkitError } from './errors.js';
 import { checkWorld, discoverPlugins, HOST_WORLD_ID, type PluginPackage } from './plugins/manifest.js';
@@ -82,9 +82,13 @@ export function defaultRoots(): { stateRoot: string; runtimeRoot: string; cacheD
   };
 }
 
-/** Plugins are found from the application's directory and from where core is installed. */
+/**
+ * Plugins are found where the application and core are installed, never from the current
+ * directory: running a command from a directory someone else controls must not load
+ * their "plugin".
+ */
 function defaultSearch(): string[] {
-  const dirs = [process.cwd()];
+  const dirs: string[] = [];
   if (process.argv[1]) dirs.push(dirname(process.argv[1]));
   dirs.push(dirname(fileURLToPath(import.meta.url)));
   return dirs;
@@ -134,7 +138,13 @@ export class PluginManager {
 
   async forScheme(scheme: string): Promise<LoadedPlugin> {
     const all = await this.catalog();
-    const pkg = all.find((p) => p.manifest.schemes.includes(scheme));
+    const claims = all.filter((p) => p.manifest.schemes.includes(scheme));
+    // The operator's explicit plugin paths win; otherwise two claimants are ambiguous.
+    const explicit = claims.filter((p) => (this.opts.pluginPaths ?? []).some((d) => resolve(d) === p.dir));
+    if (claims.length > 1 && explicit.length !== 1) {
+      throw new VirtkitError('PLUGIN_REFUSED', `${claims.map((p) => `${p.name}@${p.version} (${p.dir})`).join(' and ')} all claim ${scheme}:// URIs: uninstall all but one, or name the one to use in pluginPaths`);
+    }
+    const pkg = explicit[0] ?? claims[0];
     if (!pkg) {
       const have = all.map((p) => `${p.manifest.schemes.map((s) => `${s}://`).join(', ')} (${p.name}@${p.version})`);
       throw new VirtkitError('NO_DRIVER', `no installed plugin handles ${scheme}:// URIs; installed: ${have.length ? have.join('; ') : 'none'}. Install the plugin package for it, or name its directory in the host's pluginPaths`);

@@ -91,16 +91,19 @@ export async function readPluginPackage(dir: string): Promise<PluginPackage | un
 export async function discoverPlugins(from: string[], extraDirs: string[] = []): Promise<PluginPackage[]> {
   const found = new Map<string, PluginPackage>();
   const seen = new Set<string>();
-  const add = async (dir: string) => {
+  const add = async (dir: string, installed = true) => {
     if (seen.has(dir)) return;
     seen.add(dir);
     const p = await readPluginPackage(dir);
-    if (p && !found.has(p.name)) found.set(p.name, p);
+    // An installed package sits at node_modules/<its name>: one that claims another name
+    // (say @virtkit/...) where it does not live is not what it says.
+    if (!p || (installed && !dir.endsWith(sep + p.name.split('/').join(sep)))) return;
+    if (!found.has(p.name)) found.set(p.name, p);
   };
   for (const d of extraDirs) {
     const p = await readPluginPackage(resolve(d));
     if (!p) throw new VirtkitError('NOT_FOUND', `plugin path ${d} has no package.json with a "virtkit" manifest`);
-    await add(resolve(d));
+    await add(resolve(d), false);
   }
   for (const start of from) {
     for (let dir = resolve(start); ; dir = dirname(dir)) {

@@ -55,6 +55,8 @@ export class PluginHost {
   private nextId = 1;
   private stepClock = new SharedArrayBuffer(8);
   private compiled?: Record<string, WebAssembly.Module>;
+  /** While the worker starts: a driver stuck in describe() fails the start, not hangs it. */
+  private rejectStart?: (e: Error) => void;
   private watchdog?: NodeJS.Timeout;
   /** How many times the worker was replaced (a stuck step, a crash). */
   restarts = 0;
@@ -85,10 +87,13 @@ export class PluginHost {
     // (after a restart) get them: cloning a compiled Module shares its code.
     worker.postMessage({ t: 'modules', modules: this.compiled } satisfies ToWorker);
     this.ready = new Promise<DriverDescription>((resolve, reject) => {
+      this.rejectStart = reject;
       worker.on('message', (m: FromWorker) => {
         switch (m.t) {
           case 'ready':
             this.description = m.description;
+            this.rejectStart = undefined;
+            this.idle();
             return resolve(m.description);
           case 'init-error':
             return reject(new VirtkitError('PLUGIN_REFUSED', `plugin ${this.opts.plugin} failed to start: ${m.error.message}`));
@@ -120,6 +125,7 @@ export class PluginHost {
       worker.on('exit', (code) => this.lost(worker, `plugin ${this.opts.plugin} worker exited (code ${code})`));
     });
     this.ready.catch(() => this.lost(worker, 'start failed'));
+    this.arm();
     return this.ready;
   }
 
@@ -129,6 +135,8 @@ export class PluginHost {
     this.worker = undefined;
     this.ready = undefined;
     this.restarts++;
+    this.rejectStart?.(new VirtkitError(code, why));
+    this.rejectStart = undefined;
     for (const [id, p] of this.pending) {
       this.pending.delete(id);
       p.cleanup();
@@ -139,7 +147,7 @@ export class PluginHost {
   }
 
   private idle() {
-    if (this.pending.size === 0 && this.watchdog) {
+    if (this.pending.size === 0 && !this.rejectStart && this.watchdog) {
       clearInterval(this.watchdog);
       this.watchdog = undefined;
     }

@@ -138,9 +138,13 @@ async function runOp(id: number, request: OperationRequest) {
     const instance = await root;
     if (mine.generation !== generation) return fail({ code: 'DRIVER_FAILED', message: `plugin ${init.plugin} was reloaded before ${request.kind} began` });
     try {
+      // Under the step clock too: a driver looping in its constructor is stopped like one in a step.
+      stepClock[0] = Date.now();
       op = new instance.driver.Operation(request);
     } catch (e) {
       return await replaceInstance(`constructing ${request.kind}: ${(e as Error).message}`);
+    } finally {
+      stepClock[0] = 0;
     }
     let prev: EffectOutcome | undefined;
     let afterCancel = 0;
@@ -197,7 +201,10 @@ port.on('message', (m: ToWorker) => {
 });
 
 try {
-  const description = (await root).driver.describe();
+  const instance = await root;
+  stepClock[0] = Date.now();
+  const description = instance.driver.describe();
+  stepClock[0] = 0;
   if (!(await modulesReady)) post({ t: 'compiled', modules: Object.fromEntries(modules) });
   post({ t: 'ready', description });
 } catch (e) {
