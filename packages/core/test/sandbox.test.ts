@@ -1,9 +1,10 @@
 // The Wasm driver host as a sandbox: grants, denials, stuck and trapping drivers,
 // refused plugins. Uses the fixture plugins in fixtures/plugins (built by `pnpm build`).
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { existsSync } from 'node:fs';
-import { connect, TOKENS, VirtkitError, type Connection, type Host, type OperationRequest, type PluginPackage } from '../src/index.js';
-import { fixture, testHost } from './helpers.js';
+import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { connect, discoverPlugins, TOKENS, VirtkitError, type Connection, type Host, type OperationRequest, type PluginPackage } from '../src/index.js';
+import { fixture, tempDir, testHost } from './helpers.js';
 
 const EVIL_POLICY = { plugins: { 'virtkit-fixture-evil': { grants: 'requested' as const } } };
 
@@ -153,5 +154,33 @@ describe('plugin loading', () => {
     const host = await testHost();
     expect(await codeOf(connect('nope:///system', { host }))).toMatch(/^NO_DRIVER: no installed plugin handles nope:\/\/ URIs; installed: qemu:\/\/ \(@virtkit\/plugin-kvm@0\.1\.0\); test:\/\/ \(@virtkit\/plugin-test@0\.1\.0\)/);
     await host.close();
+  });
+});
+
+describe('plugin discovery', () => {
+  const manifest = (name: string, scheme: string) => JSON.stringify({
+    name, version: '1.0.0',
+    virtkit: { kind: 'hypervisor-driver', world: 'virtkit:driver/hypervisor-driver@0.1.0', component: 'driver.wasm', schemes: [scheme], grants: {} },
+  });
+
+  it('ignores a package that claims a name other than where it is installed', async () => {
+    const dir = tempDir();
+    mkdirSync(join(dir, 'node_modules', 'innocent'), { recursive: true });
+    writeFileSync(join(dir, 'node_modules', 'innocent', 'package.json'), manifest('@virtkit/impostor', 'qemu'));
+    mkdirSync(join(dir, 'node_modules', '@acme', 'driver'), { recursive: true });
+    writeFileSync(join(dir, 'node_modules', '@acme', 'driver', 'package.json'), manifest('@acme/driver', 'acme'));
+    expect((await discoverPlugins([dir])).map((p) => p.name)).toEqual(['@acme/driver']);
+  });
+
+  it('refuses two plugins claiming one scheme, unless pluginPaths picks one', async () => {
+    const dir = tempDir();
+    mkdirSync(join(dir, 'node_modules', 'copycat'), { recursive: true });
+    writeFileSync(join(dir, 'node_modules', 'copycat', 'package.json'), manifest('copycat', 'evil'));
+    const both = await testHost({ pluginSearch: [dir], pluginPaths: [fixture('evil'), join(dir, 'node_modules', 'copycat')], policy: EVIL_POLICY });
+    expect(await codeOf(both.plugins.forScheme('evil'))).toMatch(/^PLUGIN_REFUSED: .* all claim evil:\/\/ URIs/);
+    await both.close();
+    const picked = await testHost({ pluginSearch: [dir], pluginPaths: [fixture('evil')], policy: EVIL_POLICY });
+    expect((await picked.plugins.forScheme('evil')).pkg.name).toBe('virtkit-fixture-evil');
+    await picked.close();
   });
 });
