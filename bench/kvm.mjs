@@ -744,7 +744,7 @@ async function manyDomains() {
     await inFlight(DEFINE_IN_FLIGHT, DEFINED, (i) => rawDefine(scratch, names[i], { name: names[i], config: lab.config(names[i], { memoryMiB: 64 }), status: { state: 'shut-off', reason: 'unknown' } }));
     const floorDefineMs = performance.now() - f0;
 
-    const domainsDir = join(lab.stateRoot, 'plugins', 'virtkit-plugin-kvm', 'nodes', 'system', 'domains');
+    const domainsDir = join(lab.stateRoot, 'nodes', 'virtkit-plugin-kvm', 'system', 'domains');
     if (rawList(domainsDir).length !== DEFINED) throw new Error(`expected ${DEFINED} domain files in ${domainsDir}`);
     const list = [];
     const raw = [];

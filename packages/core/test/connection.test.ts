@@ -259,3 +259,18 @@ describe('cancellation and closing', () => {
     expect(e.message).toMatch(/was closed/);
   });
 });
+
+describe('uuids', () => {
+  it('are unique per node, also on a persistent node and after undefine', async () => {
+    const host = await testHost();
+    const c = await connect('test:///default', { host, stateDir: tempDir() });
+    const uuid = '11111111-2222-4333-8444-555555555555';
+    await c.define({ ...web, uuid });
+    expect((await failure(c.define({ ...web, name: 'web2', uuid }))).message).toBe(`uuid ${uuid} is already used by domain web1`);
+    await c.undefine('web1');
+    await c.define({ ...web, name: 'web2', uuid });
+    expect((await c.getConfig('web2')).uuid).toBe(uuid);
+    await c.close();
+    await host.close();
+  });
+});

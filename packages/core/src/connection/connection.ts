@@ -270,12 +270,12 @@ export class Connection {
     const config = this.validateConfig(doc);
     return this.jobs.run(config.name, 'define', {}, async () => {
       const existing = await this.store.getDomain(config.name);
-      const others = await this.store.listDomains();
       if (existing?.config.uuid && config.uuid && existing.config.uuid !== config.uuid) {
         throw new VirtkitError('OPERATION_INVALID', `domain ${config.name} already exists with uuid ${existing.config.uuid}, not ${config.uuid}`);
       }
       const uuid = config.uuid ?? (existing?.config.uuid as string | undefined) ?? randomUUID();
-      const clash = others.find((o) => o.name !== config.name && o.config.uuid === uuid);
+      const owner = await this.store.findByUuid(uuid);
+      const clash = owner && owner.name !== config.name ? owner : undefined;
       if (clash) throw new VirtkitError('OPERATION_INVALID', `uuid ${uuid} is already used by domain ${clash.name}`);
       const full = { ...config, uuid } as unknown as Record<string, unknown>;
       if (this.supports('define')) await this.run({ kind: 'define', domain: { name: config.name, config: full, status: existing?.status ?? { state: 'shut-off', reason: 'unknown' }, runtime: existing?.runtime } });

@@ -1,4 +1,4 @@
-import { mkdir, open, readdir, readFile, rm, stat, truncate } from 'node:fs/promises';
+import { mkdir, open, readdir, readFile, rm, stat, truncate, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { VirtkitError } from '../errors.js';
 import type { DomainEvent, DomainStatus, StoredDomain } from '../types.js';
@@ -41,6 +41,8 @@ const LOCK_OPTIONS = {
 export class FileStore implements StateStore {
   readonly #dir: string;
   readonly #domains: string;
+  /** uuids/<uuid> holds the name of the domain with that uuid: a define checks one file, not all. */
+  readonly #uuids: string;
   readonly #journal: string;
   readonly #local = new InProcessLock();
   #scan: JournalScan | undefined;
@@ -49,12 +51,14 @@ export class FileStore implements StateStore {
   private constructor(dir: string) {
     this.#dir = dir;
     this.#domains = join(dir, 'domains');
+    this.#uuids = join(dir, 'uuids');
     this.#journal = join(dir, 'events.jsonl');
   }
 
   static async open(dir: string): Promise<FileStore> {
     const store = new FileStore(resolve(dir));
     await mkdir(store.#domains, { recursive: true, mode: 0o700 });
+    await mkdir(store.#uuids, { recursive: true, mode: 0o700 });
     await store.withLock(() => store.#recover());
     return store;
   }
@@ -89,6 +93,9 @@ export class FileStore implements StateStore {
       const old = await readJsonFile<StoredDomain>(file);
       const status: DomainStatus = old?.status ?? { state: 'shut-off', reason: 'unknown' };
       await this.#write(file, { ...old, name, config, status });
+      // The index follows the record: a stale entry (a crash in between) is checked on read.
+      if (typeof config.uuid === 'string') await writeFile(this.#uuidFile(config.uuid), name, { mode: 0o600 });
+      if (typeof old?.config.uuid === 'string' && old.config.uuid !== config.uuid) await rm(this.#uuidFile(old.config.uuid), { force: true });
     });
   }
 
@@ -125,9 +132,27 @@ export class FileStore implements StateStore {
   async removeDomain(name: string): Promise<void> {
     const file = this.#file(name);
     await this.withLock(async () => {
+      const old = await readJsonFile<StoredDomain>(file);
       await rm(file, { force: true });
       await fsyncDir(this.#domains);
+      if (typeof old?.config.uuid === 'string') await rm(this.#uuidFile(old.config.uuid), { force: true });
     });
+  }
+
+  async findByUuid(uuid: string): Promise<StoredDomain | undefined> {
+    let name: string;
+    try {
+      name = (await readFile(this.#uuidFile(uuid), 'utf8')).trim();
+    } catch {
+      return undefined;
+    }
+    const d = await this.getDomain(name).catch(() => undefined);
+    return d?.config.uuid === uuid ? d : undefined;
+  }
+
+  #uuidFile(uuid: string): string {
+    if (!/^[0-9A-Fa-f-]{1,64}$/.test(uuid)) throw new VirtkitError('INVALID_ARGUMENT', `uuid ${JSON.stringify(uuid)} is not a uuid`);
+    return join(this.#uuids, uuid.toLowerCase());
   }
 
   appendEvent(event: Omit<DomainEvent, 'seq'>): Promise<DomainEvent> {

@@ -53,6 +53,11 @@ export class MemoryStore implements StateStore {
     });
   }
 
+  async findByUuid(uuid: string): Promise<StoredDomain | undefined> {
+    for (const d of this.#domains.values()) if (d.config.uuid === uuid) return structuredClone(d);
+    return undefined;
+  }
+
   putPending(name: string, pending: StoredDomain['pending']): Promise<void> {
     return this.#lock.run(async () => {
       const old = this.#domains.get(name);

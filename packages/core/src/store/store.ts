@@ -8,6 +8,8 @@ import type { DomainEvent, DomainStatus, StoredDomain } from '../types.js';
 export interface StateStore {
   listDomains(): Promise<StoredDomain[]>;
   getDomain(name: string): Promise<StoredDomain | undefined>;
+  /** The domain with this uuid, if any. */
+  findByUuid(uuid: string): Promise<StoredDomain | undefined>;
   /** Create or replace the persistent config; a new domain starts shut off. */
   putConfig(name: string, config: Record<string, unknown>): Promise<void>;
   /**
