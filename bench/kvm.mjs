@@ -11,7 +11,7 @@
 // fatal; only a measurement that could not run exits non-zero. Needs `pnpm build` and the
 // test guest (`bash scripts/build-test-guest.sh`) first. Every QEMU it starts is stopped
 // before it exits, also on an error or Ctrl-C.
-import { formatTable } from './table.mjs';
+import { formatTable, median, quantile } from './table.mjs';
 import { execFile, spawn } from 'node:child_process';
 import { closeSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { open as openFile, readdir, readFile, rename } from 'node:fs/promises';
@@ -134,15 +134,6 @@ process.on('exit', () => killLeftovers());
 // ---------------------------------------------------------------------------------------
 // Statistics and formatting (as bench/run.mjs)
 
-const median = (xs) => quantile(xs, 0.5);
-function quantile(xs, q) {
-  const s = [...xs].sort((a, b) => a - b);
-  if (s.length === 0) return NaN;
-  const i = (s.length - 1) * q;
-  const lo = Math.floor(i);
-  const hi = Math.ceil(i);
-  return s[lo] + (s[hi] - s[lo]) * (i - lo);
-}
 
 function fmt(v, unit) {
   if (v === undefined || v === null) return '—';

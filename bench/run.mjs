@@ -7,7 +7,7 @@
 //   (c) info calls/s and latency through connect(), against a plain async function.
 // Prints a table and writes bench/results.json. A missed target is reported, not fatal; only
 // a measurement that could not run exits non-zero. Needs `pnpm build` first.
-import { formatTable } from './table.mjs';
+import { formatTable, median, quantile } from './table.mjs';
 import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
@@ -51,15 +51,6 @@ const tempDir = (prefix) => {
 // ---------------------------------------------------------------------------------------
 // Statistics and formatting
 
-const median = (xs) => quantile(xs, 0.5);
-function quantile(xs, q) {
-  const s = [...xs].sort((a, b) => a - b);
-  if (s.length === 0) return NaN;
-  const i = (s.length - 1) * q;
-  const lo = Math.floor(i);
-  const hi = Math.ceil(i);
-  return s[lo] + (s[hi] - s[lo]) * (i - lo);
-}
 
 function fmt(v, unit) {
   if (v === undefined || v === null) return '—';

@@ -1,4 +1,17 @@
-// The comparison table both benchmarks print: metric | virtkit | floor/baseline | ratio | target | met?
+// Shared by the benchmarks: quantiles, and the comparison table they print
+// (metric | virtkit | floor/baseline | ratio | target | met?).
+
+export const median = (xs) => quantile(xs, 0.5);
+
+export function quantile(xs, q) {
+  const s = [...xs].sort((a, b) => a - b);
+  if (s.length === 0) return NaN;
+  const i = (s.length - 1) * q;
+  const lo = Math.floor(i);
+  const hi = Math.ceil(i);
+  return s[lo] + (s[hi] - s[lo]) * (i - lo);
+}
+
 export function formatTable(rows, fmt, ratioDigits) {
   const head = ['metric', 'virtkit', 'floor/baseline', 'ratio', 'target', 'met?'];
   const body = rows.map((r) =>
