@@ -123,8 +123,12 @@ function* drainEvents(rt: Runtime, caused: string[] = ['RESET', 'RESUME', 'STOP'
 function* terminate(rt: Runtime): EffectGen<void> {
   if (rt.channel !== undefined) yield* fx.closeChannel(rt.channel);
   rt.channel = undefined;
+  let signalled = false;
   try {
     yield* fx.signal(rt.pid, 'sigterm');
+    signalled = true;
+    // While QEMU exits: its files can go (it unlinks what it can on exit, and finds them gone).
+    yield* fx.remove(rt.paths.dir, true);
     try {
       yield* fx.waitProcess(rt.pid, 3000);
     } catch (e) {
@@ -137,7 +141,7 @@ function* terminate(rt: Runtime): EffectGen<void> {
     // Already gone (not-found), or no longer ours (a reused pid: grant-denied): nothing to stop.
     if (!(e instanceof DriverError && (e.code === 'not-found' || e.code === 'grant-denied'))) throw e;
   }
-  yield* fx.remove(rt.paths.dir, true);
+  if (!signalled) yield* fx.remove(rt.paths.dir, true);
 }
 
 function* stopped(ctx: Ctx, rt: Runtime, reason: 'shutdown' | 'destroyed' | 'crashed', kind: LifecycleEvent['kind'] = 'stopped'): EffectGen<OperationResult<Runtime>> {

@@ -334,8 +334,8 @@ export class Connection {
     const liveConfig = runtime === undefined ? undefined : (startedWith ?? d.liveConfig);
     // The record and its events under one lock: one round trip, and no other writer between.
     await this.store.withLock(async () => {
-      await this.store.putRuntime(d.name, status, runtime, liveConfig);
-      await this.hub.emit(out.events);
+      // Two files, two fsyncs: in parallel.
+      await Promise.all([this.store.putRuntime(d.name, status, runtime, liveConfig), this.hub.emit(out.events)]);
     });
     return status;
   }
