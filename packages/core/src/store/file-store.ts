@@ -1,5 +1,5 @@
 import { mkdir, open, readdir, readFile, rm, stat, truncate, writeFile } from 'node:fs/promises';
-import { join, resolve } from 'node:path';
+import { basename, join, resolve } from 'node:path';
 import { VirtkitError } from '../errors.js';
 import type { DomainEvent, DomainStatus, StoredDomain } from '../types.js';
 import { fsyncDir, InProcessLock, readJsonFile, readJsonFileSync, writeFileAtomic } from './atomic.js';
@@ -43,6 +43,11 @@ export class FileStore implements StateStore {
   readonly #domains: string;
   /** uuids/<uuid> holds the name of the domain with that uuid: a define checks one file, not all. */
   readonly #uuids: string;
+  /**
+   * pending/<name>.json marks an operation in flight. Advisory (who is starting what right
+   * now), so written without fsync: after a power loss there is nothing in flight anyway.
+   */
+  readonly #pending: string;
   readonly #journal: string;
   readonly #local = new InProcessLock();
   #scan: JournalScan | undefined;
@@ -52,6 +57,7 @@ export class FileStore implements StateStore {
     this.#dir = dir;
     this.#domains = join(dir, 'domains');
     this.#uuids = join(dir, 'uuids');
+    this.#pending = join(dir, 'pending');
     this.#journal = join(dir, 'events.jsonl');
   }
 
@@ -59,6 +65,7 @@ export class FileStore implements StateStore {
     const store = new FileStore(resolve(dir));
     await mkdir(store.#domains, { recursive: true, mode: 0o700 });
     await mkdir(store.#uuids, { recursive: true, mode: 0o700 });
+    await mkdir(store.#pending, { recursive: true, mode: 0o700 });
     await store.withLock(() => store.#recover());
     return store;
   }
@@ -79,12 +86,22 @@ export class FileStore implements StateStore {
     // Small files read one by one synchronously: ~7x faster than a thousand promises
     // queued on libuv's four threads (bench/kvm.mjs: 1000 domains, 10 ms vs 75 ms).
     const all = files.map((f) => readJsonFileSync<StoredDomain>(join(this.#domains, f)));
+    const pending = new Set(await readdir(this.#pending));
     // A domain removed between readdir and read is simply gone.
-    return all.filter((d) => d !== undefined).sort(byName);
+    return all
+      .filter((d) => d !== undefined)
+      .map((d) => (pending.has(`${d.name}.json`) ? { ...d, pending: readJsonFileSync<StoredDomain['pending']>(join(this.#pending, `${d.name}.json`)) } : d))
+      .sort(byName);
   }
 
   async getDomain(name: string): Promise<StoredDomain | undefined> {
-    return readJsonFile<StoredDomain>(this.#file(name));
+    const d = await readJsonFile<StoredDomain>(this.#file(name));
+    const pending = d && (await readJsonFile<StoredDomain['pending']>(this.#pendingFile(name)).catch(() => undefined));
+    return d && pending ? { ...d, pending } : d;
+  }
+
+  #pendingFile(name: string): string {
+    return join(this.#pending, `${basename(this.#file(name), '.json')}.json`);
   }
 
   async putConfig(name: string, config: Record<string, unknown>): Promise<void> {
@@ -106,16 +123,16 @@ export class FileStore implements StateStore {
       if (!old) throw noDomain(name);
       const { runtime: _r, liveConfig: _l, pending: _p, ...rest } = old;
       await this.#write(file, { ...rest, status, ...(runtime === undefined ? {} : { runtime }), ...(liveConfig === undefined ? {} : { liveConfig }) });
+      await rm(this.#pendingFile(name), { force: true });
     });
   }
 
   async putPending(name: string, pending: StoredDomain['pending']): Promise<void> {
     const file = this.#file(name);
     await this.withLock(async () => {
-      const old = await readJsonFile<StoredDomain>(file);
-      if (!old) throw noDomain(name);
-      const { pending: _p, ...rest } = old;
-      await this.#write(file, pending ? { ...rest, pending } : rest);
+      if (!(await readJsonFile<StoredDomain>(file))) throw noDomain(name);
+      if (pending) await writeFile(this.#pendingFile(name), JSON.stringify(pending), { mode: 0o600 });
+      else await rm(this.#pendingFile(name), { force: true });
     });
   }
 
@@ -135,6 +152,7 @@ export class FileStore implements StateStore {
       const old = await readJsonFile<StoredDomain>(file);
       await rm(file, { force: true });
       await fsyncDir(this.#domains);
+      await rm(this.#pendingFile(name), { force: true });
       if (typeof old?.config.uuid === 'string') await rm(this.#uuidFile(old.config.uuid), { force: true });
     });
   }
