@@ -168,14 +168,29 @@ describe.each(kinds)('$name', (kind) => {
 });
 
 describe('FileStore', () => {
-  it('lays out one JSON file per domain in a private directory', async () => {
+  it('lays out per domain a durable config file and a runtime state file, in a private directory', async () => {
     const dir = join(await tempDir(), 'nested', 'store');
     const s = await FileStore.open(dir);
     expect((await stat(dir)).mode & 0o777).toBe(0o700);
     await s.putConfig('vm1', { a: 1 });
     const file = join(dir, 'domains', 'vm1.json');
-    expect(JSON.parse(await readFile(file, 'utf8'))).toEqual({ name: 'vm1', config: { a: 1 }, status: { state: 'shut-off', reason: 'unknown' } });
+    expect(JSON.parse(await readFile(file, 'utf8'))).toEqual({ name: 'vm1', config: { a: 1 } });
     expect((await stat(file)).mode & 0o777).toBe(0o600);
+    await s.putRuntime('vm1', { state: 'running', reason: 'booted' }, '{"pid":1}');
+    const state = join(dir, 'domains', 'vm1.state');
+    expect(JSON.parse(await readFile(state, 'utf8'))).toEqual({ status: { state: 'running', reason: 'booted' }, runtime: '{"pid":1}' });
+    expect((await stat(state)).mode & 0o777).toBe(0o600);
+    await s.close();
+  });
+
+  it('reads a state file torn by a power loss as shut off, keeping the config', async () => {
+    const dir = await tempDir();
+    const s = await FileStore.open(dir);
+    await s.putConfig('vm1', { a: 1 });
+    await s.putRuntime('vm1', { state: 'running', reason: 'booted' }, '{}');
+    await writeFile(join(dir, 'domains', 'vm1.state'), '{"status":{"sta');
+    expect(await s.getDomain('vm1')).toEqual({ name: 'vm1', config: { a: 1 }, status: { state: 'shut-off', reason: 'unknown' } });
+    expect((await s.listDomains()).map((d) => d.status.state)).toEqual(['shut-off']);
     await s.close();
   });
 

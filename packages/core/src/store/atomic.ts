@@ -11,7 +11,8 @@ import { basename, dirname, join } from 'node:path';
  * Replace `path` with `data` so that, whatever happens (crash, SIGKILL, power loss once
  * the call has returned), readers see either the old content or the new, never a mix.
  */
-export async function writeFileAtomic(path: string, data: string | Uint8Array, mode = 0o600): Promise<void> {
+export async function writeFileAtomic(path: string, data: string | Uint8Array, mode = 0o600, opts: { durable?: boolean } = {}): Promise<void> {
+  const durable = opts.durable ?? true;
   const dir = dirname(path);
   // Same directory, so the rename cannot cross filesystems; pid + random so concurrent
   // writers (threads, processes) never share a temp file. The leading dot keeps it out
@@ -22,8 +23,9 @@ export async function writeFileAtomic(path: string, data: string | Uint8Array, m
     fh = await open(tmp, 'wx', mode);
     await fh.writeFile(data);
     // Without this the rename can reach the disk before the data, leaving an empty or
-    // partial file under the real name after a power loss.
-    await fh.sync();
+    // partial file under the real name after a power loss. (Not durable: still whole after
+    // any process crash; after a power loss, old, new, or unreadable, which callers accept.)
+    if (durable) await fh.sync();
     await fh.close();
     fh = undefined;
     await rename(tmp, path);
@@ -32,7 +34,7 @@ export async function writeFileAtomic(path: string, data: string | Uint8Array, m
     await rm(tmp, { force: true }).catch(() => {});
     throw e;
   }
-  await fsyncDir(dir);
+  if (durable) await fsyncDir(dir);
 }
 
 /** Make a directory's entries (a rename, a new file) durable. */
