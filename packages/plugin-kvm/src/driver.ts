@@ -36,8 +36,13 @@ function* exists(path: string): EffectGen<boolean> {
   }
 }
 
-function* kvmFacts(): EffectGen<{ devKvm: boolean; kvmIntel: boolean; kvmAmd: boolean }> {
-  return { devKvm: yield* exists('/dev/kvm'), kvmIntel: yield* exists('/sys/module/kvm_intel'), kvmAmd: yield* exists('/sys/module/kvm_amd') };
+/** Whether KVM is really usable, looked up once per driver instance (modules rarely change). */
+let kvm: { devKvm: boolean; kvmIntel: boolean; kvmAmd: boolean } | undefined;
+
+function* kvmFacts(fresh = false): EffectGen<{ devKvm: boolean; kvmIntel: boolean; kvmAmd: boolean }> {
+  if (fresh) kvm = undefined;
+  kvm ??= { devKvm: yield* exists('/dev/kvm'), kvmIntel: yield* exists('/sys/module/kvm_intel'), kvmAmd: yield* exists('/sys/module/kvm_amd') };
+  return kvm;
 }
 
 /** Exit status if the process has exited, undefined while it runs. */
@@ -350,7 +355,7 @@ function* nodeInfo(ctx: Ctx): EffectGen<NodeInfo> {
   const version = /version (\S+)/.exec(decodeUtf8((yield* fx.run(emulator, ['--version'])).stdout))?.[1] ?? 'unknown';
   const machines = decodeUtf8((yield* fx.run(emulator, ['-machine', 'help'])).stdout)
     .split('\n').slice(1).map((l) => l.trim().split(/\s+/)[0]!).filter(Boolean);
-  const { accel, why } = chooseAccel('auto', yield* kvmFacts());
+  const { accel, why } = chooseAccel('auto', yield* kvmFacts(true));
   return {
     cpuModel: cpu.model, cpus: cpu.cpus, mhz: cpu.mhz, sockets: cpu.sockets, coresPerSocket: cpu.coresPerSocket, threadsPerCore: cpu.threadsPerCore,
     memoryKib: BigInt(memKib), numa, hypervisor: 'QEMU', hypervisorVersion: version,
