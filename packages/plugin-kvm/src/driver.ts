@@ -46,9 +46,9 @@ function* kvmFacts(fresh = false): EffectGen<{ devKvm: boolean; kvmIntel: boolea
 }
 
 /** Exit status if the process has exited, undefined while it runs. */
-function* exitedYet(pid: number): EffectGen<{ code?: number; signal?: string } | undefined> {
+function* exitedYet(pid: number, waitMs = 1): EffectGen<{ code?: number; signal?: string } | undefined> {
   try {
-    return yield* fx.waitProcess(pid, 1);
+    return yield* fx.waitProcess(pid, waitMs);
   } catch (e) {
     if (e instanceof DriverError && e.code === 'timeout') return undefined;
     if (e instanceof DriverError && e.code === 'not-found') return {};
@@ -205,10 +205,10 @@ function* start(ctx: Ctx): EffectGen<OperationResult<Runtime>> {
         rt.channel = yield* qmpOpen(ctx, paths.qmp);
       } catch (e) {
         if (!(e instanceof DriverError) || (e.code !== 'io-error' && e.code !== 'not-found')) throw e;
-        const exit = yield* exitedYet(pid);
+        // Waiting a little for QEMU to exit is the pause between tries: an exit ends it at once.
+        const exit = yield* exitedYet(pid, 3);
         if (exit) throw new DriverError('driver-failed', `QEMU exited (${exit.code != null ? `code ${exit.code}` : `signal ${exit.signal ?? 'unknown'}`}) before its monitor came up: ${yield* tail(paths.log)}`);
-        if (i > 2000) throw new DriverError('timeout', `QEMU's monitor ${paths.qmp} did not come up within 10 s`);
-        yield* fx.sleep(5);
+        if (i > 3000) throw new DriverError('timeout', `QEMU's monitor ${paths.qmp} did not come up within 10 s`);
       }
     }
     rt.startTicks = Number((yield* fx.processInfo(pid)).startTimeTicks);
