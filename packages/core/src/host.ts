@@ -12,6 +12,7 @@ import { checkWorld, discoverPlugins, HOST_WORLD_ID, type PluginPackage } from '
 import { decideGrants, loadPolicy, type GrantPolicy } from './plugins/policy.js';
 import type { Grants } from './plugins/grants.js';
 import { loadGlue } from './wasm/glue.js';
+import { JobQueue } from './jobs/jobs.js';
 import { PluginHost } from './wasm/plugin-host.js';
 import type { EffectLimits, WatchNotice } from './wasm/effects.js';
 import type { DriverDescription } from './types.js';
@@ -101,6 +102,15 @@ export class PluginManager {
   private loaded = new Map<string, Promise<LoadedPlugin>>();
   /** plugin name -> node URI -> who handles that node's unsolicited input (the first opener). */
   private watchers = new Map<string, Map<string, Array<(n: WatchNotice) => void>>>();
+
+  private queues = new Map<string, JobQueue>();
+
+  /** The job queue of a persistent node (by its store dir), shared by its connections. */
+  jobQueue(nodeDir: string): JobQueue {
+    let q = this.queues.get(nodeDir);
+    if (!q) this.queues.set(nodeDir, (q = new JobQueue()));
+    return q;
+  }
 
   /** Receive a plugin's unsolicited input for one node; returns the unsubscribe function. */
   watch(plugin: string, nodeUri: string, fn: (n: WatchNotice) => void): () => void {

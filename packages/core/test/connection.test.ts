@@ -274,3 +274,22 @@ describe('uuids', () => {
     await host.close();
   });
 });
+
+describe('two connections to one persistent node', () => {
+  it('share its job queue: operations on one domain never overlap', async () => {
+    const host = await testHost();
+    const stateDir = tempDir();
+    const a = await connect('test:///default', { host, stateDir });
+    const b = await connect('test:///default', { host, stateDir });
+    await a.define({ ...web, driver: { test: { bootDelayMs: 200 } } });
+    const start = a.start('web1');
+    await new Promise((r) => setTimeout(r, 50));
+    // b sees a's start in flight, and its destroy waits for it instead of racing it
+    expect(b.listJobs().map((j) => `${j.operation} ${j.domain}`)).toEqual(['start web1']);
+    expect(await b.destroy('web1')).toEqual({ state: 'shut-off', reason: 'destroyed' });
+    expect(await start).toEqual({ state: 'running', reason: 'booted' });
+    await a.close();
+    await b.close();
+    await host.close();
+  });
+});

@@ -3,7 +3,7 @@
 // Local, embedded and (later) remote connections offer this same API.
 import { randomUUID } from 'node:crypto';
 import { mkdir, readFile } from 'node:fs/promises';
-import { isAbsolute, join } from 'node:path';
+import { isAbsolute, join, resolve } from 'node:path';
 import { createConnection, type Socket } from 'node:net';
 import { GrantChecker } from '../plugins/grants.js';
 import { VirtkitError } from '../errors.js';
@@ -77,7 +77,8 @@ const PRECONDITIONS: Partial<Record<OperationKind, { ok: (d: StoredDomain) => bo
 };
 
 export class Connection {
-  private jobs = new JobQueue();
+  /** Shared by every connection of this host to the same persistent node. */
+  private jobs!: JobQueue;
   private validator = new ConfigValidator();
   private node?: NodeInfo;
   private closed = false;
@@ -109,12 +110,12 @@ export class Connection {
     try {
       const plugin = await host.plugins.forScheme(parsed.driver);
       const perConnection = plugin.description.features.includes('per-connection-state');
-      const store: StateStore = opts.stateDir
-        ? await FileStore.open(opts.stateDir)
-        : perConnection
-          ? new MemoryStore()
-          : await FileStore.open(join(plugin.nodesDir, nodeSlug(parsed)));
+      const storeDir = opts.stateDir ?? (perConnection ? undefined : join(plugin.nodesDir, nodeSlug(parsed)));
+      const store: StateStore = storeDir ? await FileStore.open(storeDir) : new MemoryStore();
       const conn = new Connection(parsed, plugin, store, new EventHub(store), host, ownsHost);
+      // Two connections to one node in this process must not run two operations on one
+      // domain at once: they share the node's job queue.
+      conn.jobs = storeDir ? host.plugins.jobQueue(resolve(storeDir)) : new JobQueue();
       conn.watchDomains = opts.watch !== false;
       conn.unwatch = host.plugins.watch(plugin.pkg.name, parsed.uri, (n) => conn.onWatch(n.domain, n.trigger));
       try {
