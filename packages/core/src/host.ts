@@ -104,6 +104,15 @@ export class PluginManager {
   private watchers = new Map<string, Map<string, Array<(n: WatchNotice) => void>>>();
 
   private queues = new Map<string, JobQueue>();
+  private lostListeners = new Map<string, Set<() => void>>();
+
+  /** Called when the plugin's worker was lost: whatever it held (channels, watches) is gone. */
+  onWorkerLost(plugin: string, fn: () => void): () => void {
+    const set = this.lostListeners.get(plugin) ?? new Set<() => void>();
+    this.lostListeners.set(plugin, set);
+    set.add(fn);
+    return () => set.delete(fn);
+  }
 
   /** The job queue of a persistent node (by its store dir), shared by its connections. */
   jobQueue(nodeDir: string): JobQueue {
@@ -193,7 +202,7 @@ export class PluginManager {
     child.register(TOKENS.PluginGrants, { useValue: grants });
     child.register(TOKENS.PluginHost, {
       useFactory: instanceCachingFactory(
-        (c) => new PluginHost({ plugin: `${pkg.name}@${pkg.version}`, glueDir: glue.dir, grants: c.resolve<Grants>(TOKENS.PluginGrants), stepTimeoutMs: opts.stepTimeoutMs, limits: opts.limits, onLog: opts.onLog, onWatch: (n) => this.dispatch(pkg.name, n) }),
+        (c) => new PluginHost({ plugin: `${pkg.name}@${pkg.version}`, glueDir: glue.dir, grants: c.resolve<Grants>(TOKENS.PluginGrants), stepTimeoutMs: opts.stepTimeoutMs, limits: opts.limits, onLog: opts.onLog, onWatch: (n) => this.dispatch(pkg.name, n), onLost: () => { for (const fn of this.lostListeners.get(pkg.name) ?? []) fn(); } }),
       ),
     });
     const host = child.resolve<PluginHost>(TOKENS.PluginHost);

@@ -53,7 +53,7 @@ describe('effects performed by the host', () => {
   const events: DomainEvent[] = [];
 
   beforeAll(async () => {
-    host = await testHost({ pluginPaths: [fixture('io')], policy: { plugins: { 'virtkit-fixture-io': { grants: 'requested' } } } });
+    host = await testHost({ pluginPaths: [fixture('io')], policy: { plugins: { 'virtkit-fixture-io': { grants: 'requested' } } }, stepTimeoutMs: 500 });
     conn = await connect('io:///default', { host });
     conn.onEvent((e) => events.push(e));
     io = await host.plugins.forScheme('io');
@@ -97,7 +97,7 @@ describe('effects performed by the host', () => {
     await first.close();
     await host.close(); // the "manager" goes away; its channels with it
 
-    host = await testHost({ pluginPaths: [fixture('io')], policy: { plugins: { 'virtkit-fixture-io': { grants: 'requested' } } } });
+    host = await testHost({ pluginPaths: [fixture('io')], policy: { plugins: { 'virtkit-fixture-io': { grants: 'requested' } } }, stepTimeoutMs: 500 });
     io = await host.plugins.forScheme('io');
     peer.server.close();
     mkdirSync(join(io.runtimeDir, 'default'), { recursive: true });
@@ -120,6 +120,17 @@ describe('effects performed by the host', () => {
     conn.onEvent((e) => events.push(e));
     await conn.start('vm');
     events.length = 0;
+  });
+
+  it('after the watchdog replaces the worker, re-attaches watched domains: events keep flowing', async () => {
+    const before = peer.commands.length;
+    expect((await conn.reboot('vm').catch((e) => e)).code).toBe('TIMEOUT');
+    await until(() => peer.commands.length > before); // re-attached: a new qmp_capabilities
+    expect(peer.commands.slice(before)).toEqual(['qmp_capabilities']);
+    const n = events.length;
+    peer.emit('STOP');
+    await until(() => events.length > n);
+    expect(events.at(-1)).toMatchObject({ domain: 'vm', kind: 'suspended' });
   });
 
   it('reports the peer going away as a crash', async () => {

@@ -117,7 +117,15 @@ export class Connection {
       // domain at once: they share the node's job queue.
       conn.jobs = storeDir ? host.plugins.jobQueue(resolve(storeDir)) : new JobQueue();
       conn.watchDomains = opts.watch !== false;
-      conn.unwatch = host.plugins.watch(plugin.pkg.name, parsed.uri, (n) => conn.onWatch(n.domain, n.trigger));
+      const unwatch = host.plugins.watch(plugin.pkg.name, parsed.uri, (n) => conn.onWatch(n.domain, n.trigger));
+      // A replaced worker lost the channels it watched: re-attach the active domains.
+      const unlost = host.plugins.onWorkerLost(plugin.pkg.name, () => {
+        if (!conn.closed && conn.watchDomains) void conn.reattachAll().catch(() => {});
+      });
+      conn.unwatch = () => {
+        unwatch();
+        unlost();
+      };
       try {
         await conn.openNode();
       } catch (e) {

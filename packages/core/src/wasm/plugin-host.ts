@@ -22,6 +22,8 @@ export interface PluginHostOptions {
   onLog?(plugin: string, level: string, message: string): void;
   /** Unsolicited input for a domain (see the channel-watch effect). */
   onWatch?(notice: WatchNotice): void;
+  /** The worker was lost (stuck, crashed) and the next call starts a new one. */
+  onLost?(why: string): void;
 }
 
 export interface RunOptions {
@@ -57,6 +59,7 @@ export class PluginHost {
   private compiled?: Record<string, WebAssembly.Module>;
   /** While the worker starts: a driver stuck in describe() fails the start, not hangs it. */
   private rejectStart?: (e: Error) => void;
+  private closing = false;
   private watchdog?: NodeJS.Timeout;
   /** How many times the worker was replaced (a stuck step, a crash). */
   restarts = 0;
@@ -137,6 +140,7 @@ export class PluginHost {
     this.restarts++;
     this.rejectStart?.(new VirtkitError(code, why));
     this.rejectStart = undefined;
+    if (!this.closing) queueMicrotask(() => this.opts.onLost?.(why));
     for (const [id, p] of this.pending) {
       this.pending.delete(id);
       p.cleanup();
@@ -183,6 +187,7 @@ export class PluginHost {
 
   async close(): Promise<void> {
     const w = this.worker;
+    this.closing = true;
     // Operations in flight fail (they would never finish), then the worker goes.
     if (w) this.lost(w, `plugin ${this.opts.plugin} was closed`);
     if (w) this.restarts--; // a close is not a restart
