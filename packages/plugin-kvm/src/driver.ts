@@ -252,6 +252,18 @@ function* alive(rt: Runtime): EffectGen<boolean> {
   }
 }
 
+/** Whether pid is a running QEMU started for this uuid. */
+function* isQemuOf(pid: number, uuid: string): EffectGen<boolean> {
+  try {
+    const p = yield* fx.processInfo(pid);
+    const i = p.argv.indexOf('-uuid');
+    return p.state !== 'Z' && i >= 0 && p.argv[i + 1] === uuid;
+  } catch (e) {
+    if (e instanceof DriverError && (e.code === 'not-found' || e.code === 'grant-denied')) return false;
+    throw e;
+  }
+}
+
 function* gone(ctx: Ctx, rt: Runtime): EffectGen<OperationResult<Runtime>> {
   if (rt.channel !== undefined) yield* fx.closeChannel(rt.channel);
   try {
@@ -403,6 +415,8 @@ export const driver = defineDriver({
           pid = 0;
         }
         const name = recorded.find((d) => d.uuid === uuid)?.name ?? uuid;
+        // Only the QEMU of this very domain: a stale pidfile's pid may now be another process.
+        if (pid > 1 && !(yield* isQemuOf(pid, uuid))) pid = 0;
         if (pid > 1) log.warn(`stopping QEMU ${pid} of ${name}: left by an interrupted operation, the domain is recorded as off`);
         yield* terminate({ pid, startTicks: 0, paths, accel: 'tcg', accelWhy: '' });
       }

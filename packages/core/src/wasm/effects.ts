@@ -291,9 +291,9 @@ export class EffectPerformer {
 
   private async processInfo(pid: number): Promise<EffectResult> {
     await this.checkPid(pid, 'inspect');
-    let stat: string, statm: string;
+    let stat: string, statm: string, cmdline: string;
     try {
-      [stat, statm] = await Promise.all([readFile(`/proc/${pid}/stat`, 'utf8'), readFile(`/proc/${pid}/statm`, 'utf8')]);
+      [stat, statm, cmdline] = await Promise.all([readFile(`/proc/${pid}/stat`, 'utf8'), readFile(`/proc/${pid}/statm`, 'utf8'), readFile(`/proc/${pid}/cmdline`, 'utf8')]);
     } catch {
       throw new VirtkitError('NOT_FOUND', `no process ${pid}`);
     }
@@ -307,6 +307,7 @@ export class EffectPerformer {
         cpuTimeNs: (ticks * 1_000_000_000n) / CLOCK_TICKS,
         rssBytes: BigInt(statm.split(' ')[1]!) * PAGE_SIZE,
         startTimeTicks: BigInt(f[19]!),
+        argv: cmdline.split('\0').filter((a, i, all) => a !== '' || i < all.length - 1),
       },
     };
   }

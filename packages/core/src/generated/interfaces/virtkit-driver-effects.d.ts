@@ -101,6 +101,10 @@ export interface ProcessInfo {
    * When it started, in clock ticks since boot (ties a pid to one process across pid reuse).
    */
   startTimeTicks: bigint,
+  /**
+   * Its command line (tells which domain a hypervisor process belongs to).
+   */
+  argv: Array<string>,
 }
 /**
  * How bytes on a channel are cut into messages.

@@ -102,6 +102,10 @@ declare module 'virtkit:driver/effects@0.1.0' {
      * When it started, in clock ticks since boot (ties a pid to one process across pid reuse).
      */
     startTimeTicks: bigint,
+    /**
+     * Its command line (tells which domain a hypervisor process belongs to).
+     */
+    argv: Array<string>,
   }
   /**
    * How bytes on a channel are cut into messages.
