@@ -661,7 +661,7 @@ async function concurrentStarts(lab) {
 // ---------------------------------------------------------------------------------------
 // (5) 1000 defined domains: listing them, in-process and through the CLI
 
-const summaries = (docs) => docs.sort((a, b) => (a.name < b.name ? -1 : 1)).map((d) => ({ name: d.name, uuid: d.config.uuid, state: d.status.state, reason: d.status.reason, persistent: true }));
+const summaries = (docs) => docs.sort((a, b) => (a.name < b.name ? -1 : 1)).map((d) => ({ name: d.name, uuid: d.config.uuid, state: d.status?.state ?? 'shut-off', reason: d.status?.reason ?? 'unknown', persistent: true }));
 const domainFiles = (names) => names.filter((f) => f.endsWith('.json') && !f.startsWith('.'));
 
 /** The same files read the cheapest way Node can: readdirSync, readFileSync and parse each. */
