@@ -712,7 +712,7 @@ const { readdirSync, readFileSync } = require('node:fs');
 const dir = process.argv[1];
 const docs = readdirSync(dir).filter((f) => f.endsWith('.json') && !f.startsWith('.')).map((f) => JSON.parse(readFileSync(dir + '/' + f, 'utf8')));
 docs.sort((a, b) => (a.name < b.name ? -1 : 1));
-process.stdout.write(docs.map((d) => d.name.padEnd(20) + ' ' + d.status.state).join('\\n') + '\\n');
+process.stdout.write(docs.map((d) => d.name.padEnd(20) + ' ' + (d.status?.state ?? 'shut-off')).join('\\n') + '\\n');
 `;
 
 async function manyDomains() {
