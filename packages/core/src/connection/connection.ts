@@ -402,8 +402,18 @@ export class Connection {
     const checked = new GrantChecker(this.plugin.pkg.name, this.plugin.grants).socket(path);
     return new Promise<Socket>((resolve, reject) => {
       const s = createConnection(checked);
-      s.once('connect', () => resolve(s));
-      s.once('error', (e) => reject(new VirtkitError('IO_ERROR', `console of ${name}: ${e.message}`, { cause: e })));
+      const timer = setTimeout(() => {
+        s.destroy();
+        reject(new VirtkitError('TIMEOUT', `console of ${name}: ${path} did not accept within 5 s`));
+      }, 5000);
+      s.once('connect', () => {
+        clearTimeout(timer);
+        resolve(s);
+      });
+      s.once('error', (e) => {
+        clearTimeout(timer);
+        reject(new VirtkitError('IO_ERROR', `console of ${name}: ${e.message}`, { cause: e }));
+      });
     });
   }
 

@@ -429,8 +429,10 @@ export class EffectPerformer {
     const max = Math.min(req.maxBytes, this.limits.maxReadBytes);
     try {
       // O_NOFOLLOW: the checked path is the opened path, even if a symlink appears meanwhile.
-      const fh = await open(path, C.O_RDONLY | C.O_NOFOLLOW);
+      // O_NONBLOCK: a FIFO planted under a granted path must not hang a libuv thread.
+      const fh = await open(path, C.O_RDONLY | C.O_NOFOLLOW | C.O_NONBLOCK);
       try {
+        if (!(await fh.stat()).isFile()) throw new VirtkitError('INVALID_ARGUMENT', `${req.path} is not a regular file`);
         const buf = Buffer.alloc(max);
         let n = 0;
         while (n < max) {

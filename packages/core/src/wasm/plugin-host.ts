@@ -163,7 +163,7 @@ export class PluginHost {
     const clock = new Float64Array(this.stepClock);
     this.watchdog = setInterval(() => {
       const began = clock[0]!;
-      if (began !== 0 && Date.now() - began > limit && this.worker) {
+      if (began !== 0 && performance.timeOrigin + performance.now() - began > limit && this.worker) {
         this.lost(this.worker, `plugin ${this.opts.plugin} was stuck in one step for over ${limit} ms; its worker was stopped and will be reloaded`, 'TIMEOUT');
         clock[0] = 0;
       }

@@ -20,7 +20,7 @@ export interface WorkerInit {
   glueDir: string;
   grants: Grants;
   limits: EffectLimits;
-  /** Shared with the main thread: [0] = wall time the current step began, 0 between steps. */
+  /** Shared with the main thread: [0] = when the current step began (a monotonic clock on the shared time origin), 0 between steps. */
   stepClock: SharedArrayBuffer;
   /** After cancellation, how many more steps a driver gets to clean up. */
   stepsAfterCancel: number;
@@ -84,7 +84,7 @@ let generation = 0;
 const running = new Map<number, { ac: AbortController; generation: number }>();
 
 function step(op: DriverOperation, prev: EffectOutcome | undefined): Step {
-  stepClock[0] = Date.now();
+  stepClock[0] = performance.timeOrigin + performance.now();
   try {
     return op.next(prev);
   } finally {
@@ -139,7 +139,7 @@ async function runOp(id: number, request: OperationRequest) {
     if (mine.generation !== generation) return fail({ code: 'DRIVER_FAILED', message: `plugin ${init.plugin} was reloaded before ${request.kind} began` });
     try {
       // Under the step clock too: a driver looping in its constructor is stopped like one in a step.
-      stepClock[0] = Date.now();
+      stepClock[0] = performance.timeOrigin + performance.now();
       op = new instance.driver.Operation(request);
     } catch (e) {
       return await replaceInstance(`constructing ${request.kind}: ${(e as Error).message}`);
@@ -202,7 +202,7 @@ port.on('message', (m: ToWorker) => {
 
 try {
   const instance = await root;
-  stepClock[0] = Date.now();
+  stepClock[0] = performance.timeOrigin + performance.now();
   const description = instance.driver.describe();
   stepClock[0] = 0;
   if (!(await modulesReady)) post({ t: 'compiled', modules: Object.fromEntries(modules) });
