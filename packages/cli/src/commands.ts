@@ -6,6 +6,7 @@ import { Command, InvalidArgumentError } from 'commander';
 import { VirtkitError, type Connection, type DomainEvent, type DomainStatus } from '@virtkit/core';
 import { cpuRanges, eventLine, keyValues, stateText, table, toJson } from './format.js';
 import { parseJsonText } from './json-text.js';
+import { addPkiVerbs } from './pki.js';
 import type { ErrorContext } from './report.js';
 import type { CommandContext, Session } from './session.js';
 
@@ -329,6 +330,8 @@ export function buildVerbs(s: Session, ctx: CommandContext, failing: ErrorContex
         if (opts.count !== undefined && ++n >= opts.count) break;
       }
     });
+
+  addPkiVerbs(root, s, json, note);
 
   root
     .command('help')

@@ -29,3 +29,19 @@ export {
   type TlsCredentials,
   TransportError,
 } from './tls.js';
+export {
+  CA_CERT_FILE,
+  CA_KEY_FILE,
+  CLIENTS_DIR,
+  initCa,
+  type InitCaOptions,
+  isDnsName,
+  issueClient,
+  type IssueClientOptions,
+  type IssuedFiles,
+  issueServer,
+  type IssueServerOptions,
+  PkiError,
+  SERVER_CERT_FILE,
+  SERVER_KEY_FILE,
+} from './pki.js';
