@@ -1,0 +1,108 @@
+// The virtkit remote protocol: JSON messages, one per transport frame. See README.md.
+import type { DomainEvent, FieldError } from '@virtkit/core';
+
+/** Protocol versions this implementation speaks, newest last. */
+export const PROTOCOL_VERSIONS: readonly number[] = [1];
+
+/**
+ * Optional features a server may offer, negotiated at the handshake (the welcome carries the
+ * intersection with what the client asked for). Append-only: a name, once published, keeps
+ * its meaning forever; a changed behaviour gets a new name.
+ */
+export const FEATURES: readonly string[] = ['events-resume'];
+
+export interface Hello {
+  t: 'hello';
+  versions: number[];
+  features: string[];
+}
+export interface Welcome {
+  t: 'welcome';
+  version: 1;
+  features: string[];
+  node: { uri: string };
+}
+export interface Refuse {
+  t: 'refuse';
+  code: string;
+  message: string;
+}
+export interface Call {
+  t: 'call';
+  id: number;
+  method: string;
+  params: unknown[];
+}
+export interface Result {
+  t: 'result';
+  id: number;
+  value: unknown;
+}
+export interface ErrorReply {
+  t: 'error';
+  id: number;
+  code: string;
+  message: string;
+  fields?: FieldError[];
+}
+export interface EventMessage {
+  t: 'event';
+  event: DomainEvent;
+}
+export interface Ping {
+  t: 'ping';
+  n: number;
+}
+export interface Pong {
+  t: 'pong';
+  n: number;
+}
+
+export type ClientMessage = Hello | Call | Ping;
+export type ServerMessage = Welcome | Refuse | Result | ErrorReply | EventMessage | Pong;
+export type Message = ClientMessage | ServerMessage;
+
+/** The pseudo-method that starts the event stream: params [since?]. */
+export const SUBSCRIBE_EVENTS = 'events.subscribe';
+
+const BIG = '$big';
+
+/**
+ * Makes a value JSON-safe: bigint -> {"$big": "<decimal>"}, typed arrays -> plain arrays,
+ * undefined object members dropped (as JSON does). Everything else passes as JSON would.
+ */
+export function encodeValue(v: unknown): unknown {
+  if (typeof v === 'bigint') return { [BIG]: v.toString() };
+  if (v === null || typeof v !== 'object') return v;
+  if (ArrayBuffer.isView(v) && !(v instanceof DataView)) {
+    return Array.from(v as unknown as ArrayLike<number | bigint>, (x) => encodeValue(x));
+  }
+  if (Array.isArray(v)) return v.map((x) => (x === undefined ? null : encodeValue(x)));
+  if (typeof (v as { toJSON?: unknown }).toJSON === 'function') return encodeValue((v as { toJSON(): unknown }).toJSON());
+  const out: Record<string, unknown> = {};
+  for (const [k, x] of Object.entries(v)) {
+    if (x === undefined || typeof x === 'function' || typeof x === 'symbol') continue;
+    out[k] = encodeValue(x);
+  }
+  return out;
+}
+
+function isBig(v: object): v is { $big: string } {
+  const keys = Object.keys(v);
+  return keys.length === 1 && keys[0] === BIG && typeof (v as Record<string, unknown>)[BIG] === 'string' && /^-?\d+$/.test((v as Record<string, string>)[BIG]!);
+}
+
+/** The inverse of encodeValue (typed arrays come back as plain arrays). */
+export function decodeValue(v: unknown): unknown {
+  if (v === null || typeof v !== 'object') return v;
+  if (Array.isArray(v)) return v.map(decodeValue);
+  if (isBig(v)) return BigInt(v.$big);
+  const out: Record<string, unknown> = {};
+  for (const [k, x] of Object.entries(v)) {
+    // Own data properties only; a "__proto__" key stays a plain key.
+    Object.defineProperty(out, k, { value: decodeValue(x), enumerable: true, writable: true, configurable: true });
+  }
+  return out;
+}
+
+export const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
