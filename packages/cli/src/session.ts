@@ -1,6 +1,9 @@
 // One invocation of virtkit: its global options, ONE host and ONE connection shared by all
 // its commands (test:///default keeps state per connection), Ctrl-C and --timeout.
-import { connect, Host, VirtkitError, type Connection, loadHostConfig } from '@virtkit/core';
+import { homedir, userInfo } from 'node:os';
+import { join } from 'node:path';
+import { connect, Host, VirtkitError, type Connection, loadHostConfig, parseUri } from '@virtkit/core';
+import type { RemoteConnection } from '@virtkit/rpc';
 import { toJson } from './format.js';
 
 export interface Globals {
@@ -87,6 +90,10 @@ export class Session {
    * client, and a long-lived console must not lock out the next short command.
    */
   connection(opts: { watch?: boolean } = {}): Promise<Connection> {
+    if (parseUri(this.globals.connect).transport === 'tls') {
+      this.connP ??= openTls(this.globals.connect);
+      return this.connP;
+    }
     this.connP ??= this.host().then(async (host) => {
       this.conn = await connect(this.globals.connect, { host, watch: opts.watch });
       return this.conn;
@@ -138,4 +145,75 @@ export class Session {
     const host = await this.hostP?.catch(() => undefined);
     await host?.close().catch(() => {});
   }
+}
+
+/**
+ * The certificates for DRIVER+tls:// URIs: $VIRTKIT_TLS_CA, $VIRTKIT_TLS_CERT and
+ * $VIRTKIT_TLS_KEY, each defaulting to the `virtkit pki` directory (/etc/virtkit/pki as root,
+ * else ~/.config/virtkit/pki): ca-cert.pem, clients/<user>-cert.pem and clients/<user>-key.pem,
+ * <user> being the login name.
+ */
+export function tlsFiles(env: NodeJS.ProcessEnv = process.env): { ca: string; cert: string; key: string } {
+  const dir = process.getuid?.() === 0 ? '/etc/virtkit/pki' : join(homedir(), '.config', 'virtkit', 'pki');
+  const user = userInfo().username;
+  return {
+    ca: env.VIRTKIT_TLS_CA || join(dir, 'ca-cert.pem'),
+    cert: env.VIRTKIT_TLS_CERT || join(dir, 'clients', `${user}-cert.pem`),
+    key: env.VIRTKIT_TLS_KEY || join(dir, 'clients', `${user}-key.pem`),
+  };
+}
+
+/**
+ * A remote node through virtkitd, shaped as the Connection the verbs use. What the daemon does
+ * not offer (console, job listing, the synchronous capabilities/supports, a replay of events
+ * that stops) fails with NO_SUPPORT; Ctrl-C and --timeout stop waiting for a call (the
+ * daemon finishes it).
+ */
+async function openTls(uri: string): Promise<Connection> {
+  const { connectRemote } = await import('@virtkit/rpc');
+  const remote: RemoteConnection = await connectRemote(uri, tlsFiles());
+  const parsed = parseUri(uri);
+  const noSupport = (what: string) => new VirtkitError('NO_SUPPORT', `${what} is not available over ${parsed.driver}+tls:// yet`);
+  const watched = <T>(p: Promise<T>, signal?: AbortSignal): Promise<T> => {
+    if (!signal) return p;
+    if (signal.aborted) return Promise.reject(signal.reason);
+    return new Promise<T>((resolve, reject) => {
+      const onAbort = () => reject(signal.reason);
+      signal.addEventListener('abort', onAbort, { once: true });
+      p.then(resolve, reject).finally(() => signal.removeEventListener('abort', onAbort));
+    });
+  };
+  type Job = { signal?: AbortSignal };
+  const adapter = {
+    uri: parsed,
+    listDomains: (o?: { all?: boolean }) => remote.listDomains(o),
+    define: (doc: unknown) => remote.define(doc),
+    undefine: (name: string) => remote.undefine(name),
+    setAutostart: (name: string, on: boolean) => remote.setAutostart(name, on),
+    start: (name: string, o: Job = {}) => watched(remote.start(name), o.signal),
+    shutdown: (name: string, o: Job & { timeoutMs?: number } = {}) => watched(remote.shutdown(name, o.timeoutMs !== undefined ? { timeoutMs: o.timeoutMs } : {}), o.signal),
+    destroy: (name: string, o: Job = {}) => watched(remote.destroy(name), o.signal),
+    reboot: (name: string, o: Job = {}) => watched(remote.reboot(name), o.signal),
+    reset: (name: string, o: Job = {}) => watched(remote.reset(name), o.signal),
+    suspend: (name: string, o: Job = {}) => watched(remote.suspend(name), o.signal),
+    resume: (name: string, o: Job = {}) => watched(remote.resume(name), o.signal),
+    info: (name: string) => remote.info(name),
+    getConfig: (name: string, o?: { live?: boolean }) => remote.getConfig(name, o),
+    nodeInfo: () => remote.nodeInfo(),
+    events(o: { since?: number; follow?: boolean; signal?: AbortSignal } = {}) {
+      if (o.follow === false) throw noSupport('events without --follow');
+      return remote.events({ since: o.since, signal: o.signal });
+    },
+    capabilities(): never {
+      throw noSupport('capabilities');
+    },
+    supports: () => false,
+    console: async (): Promise<never> => {
+      throw noSupport('console');
+    },
+    listJobs: () => [],
+    cancelJob: () => false,
+    close: async () => remote.close(),
+  };
+  return adapter as unknown as Connection;
 }

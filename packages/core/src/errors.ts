@@ -7,6 +7,7 @@ export const ErrorCodes = [
   'OPERATION_INVALID',
   'NO_SUPPORT',
   'GRANT_DENIED',
+  'ACCESS_DENIED',
   'PLUGIN_REFUSED',
   'NO_DRIVER',
   'DRIVER_FAILED',

@@ -78,7 +78,7 @@ describe('rpc over TLS to test:///default', () => {
         void serveConnection(ch, conn, {
           authorize(peer: PeerIdentity, method) {
             if (peer.subject.CN === 'reader' && MUTATING.has(method)) {
-              throw new VirtkitError('OPERATION_INVALID', `access denied: ${peer.subject.CN} is read-only and may not call ${method}`);
+              throw new VirtkitError('ACCESS_DENIED', `access denied: ${peer.subject.CN} is read-only and may not call ${method}`);
             }
           },
           onError: (e) => internalErrors.push(e),
@@ -147,7 +147,7 @@ describe('rpc over TLS to test:///default', () => {
   it('an authorize hook denying a read-only peer reaches the client; the server keeps serving', async () => {
     const { remote } = await dial('reader');
     const denied = await failure(remote.start('test'));
-    expect(denied.code).toBe('OPERATION_INVALID');
+    expect(denied.code).toBe('ACCESS_DENIED');
     expect(denied.message).toMatch(/access denied: reader is read-only and may not call start/);
     expect((await remote.listDomains()).map((d) => d.name)).toContain('test');
     const { remote: admin } = await dial('admin');

@@ -1,0 +1,166 @@
+// virtkitd: TLS listeners, one core Connection per node (opened on first use), each channel
+// served with rpc's serveConnection under the access policy.
+import { readFile } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { connect, Host, parseUri, VirtkitError, type Connection } from '@virtkit/core';
+import { serveConnection, type RpcChannel } from '@virtkit/rpc';
+import { listen, type Channel, type Listener } from '@virtkit/transport-tls';
+import type { DaemonConfig } from './config.js';
+import type { Logger } from './log.js';
+import { authorizer, ruleFor } from './policy.js';
+
+/** The package directory: plugins are looked up in its node_modules (and its parents'). */
+export const DAEMON_DIR = join(dirname(fileURLToPath(import.meta.url)), '..');
+
+const messageOf = (e: unknown) => (e instanceof Error ? e.message : String(e));
+const codeOf = (e: unknown) => (VirtkitError.is(e) ? e.code : 'INTERNAL');
+
+export class Daemon {
+  private host?: Host;
+  private listeners: Listener[] = [];
+  private nodes = new Map<string, Promise<Connection>>();
+  private stopping?: Promise<void>;
+
+  constructor(
+    private readonly config: DaemonConfig,
+    private readonly log: Logger,
+  ) {}
+
+  /** Loads the plugins and the certificates, then listens on every configured address. */
+  async start(): Promise<{ host: string; port: number }[]> {
+    const { pki, limits } = this.config;
+    const read = async (path: string, what: string) => {
+      try {
+        return await readFile(path);
+      } catch (e) {
+        throw new VirtkitError('NOT_FOUND', `cannot read the ${what} ${path}: ${(e as NodeJS.ErrnoException).code ?? messageOf(e)}`);
+      }
+    };
+    const [ca, cert, key] = await Promise.all([read(pki.ca, 'CA certificate (pki.ca)'), read(pki.cert, 'server certificate (pki.cert)'), read(pki.key, 'server key (pki.key)')]);
+    this.host = await new Host({
+      ...this.config.host,
+      pluginSearch: [DAEMON_DIR],
+      onLog: (plugin, level, message) => this.log(level === 'error' ? 'error' : level === 'warn' ? 'warn' : 'info', 'plugin-log', { plugin, pluginLevel: level, message }),
+    }).init();
+    const bound: { host: string; port: number }[] = [];
+    try {
+      for (const l of this.config.listen) {
+        const listener = await listen({ host: l.host, port: l.port, ca, cert, key, ...limits, onChannel: (ch) => void this.serve(ch) });
+        this.listeners.push(listener);
+        bound.push({ host: l.host, port: listener.port });
+        this.log('info', 'listen', { host: l.host, port: listener.port });
+      }
+    } catch (e) {
+      await this.stop();
+      throw new VirtkitError('IO_ERROR', `cannot listen: ${messageOf(e)}`, { cause: e });
+    }
+    return bound;
+  }
+
+  /** The node's shared Connection, opened on first use; a failed open is retried next time. */
+  private node(uri: string): Promise<Connection> {
+    let p = this.nodes.get(uri);
+    if (!p) {
+      p = connect(uri, { host: this.host! });
+      this.nodes.set(uri, p);
+      p.then(
+        () => this.log('info', 'node-open', { node: uri }),
+        (e: unknown) => {
+          this.nodes.delete(uri);
+          this.log('warn', 'node-open-failed', { node: uri, code: codeOf(e), message: messageOf(e) });
+        },
+      );
+    }
+    return p;
+  }
+
+  private async serve(ch: Channel): Promise<void> {
+    const peer = ch.peer;
+    const who = { cn: peer.subject.CN ?? null, fingerprint256: peer.fingerprint256 };
+    if (this.stopping) return ch.close();
+    // The hello names the node wanted (connectRemote adds `node`); read it, then hand
+    // serveConnection a channel that yields that hello again, followed by the rest.
+    const it = ch.frames[Symbol.asyncIterator]();
+    const first = await it.next().catch(() => ({ done: true as const, value: undefined }));
+    if (first.done) return;
+    const hello = first.value as Record<string, unknown> | null;
+    const refuse = async (code: string, message: string) => {
+      this.log('warn', 'peer-refused', { ...who, code, reason: message });
+      await ch.send({ t: 'refuse', code, message }).catch(() => {});
+      ch.close();
+    };
+    const nodeUri = hello && typeof hello === 'object' ? hello.node : undefined;
+    if (typeof nodeUri !== 'string') return refuse('INVALID_ARGUMENT', 'the hello must name the node wanted (node: "DRIVER:///PATH"); connect with a DRIVER+tls://HOST/PATH URI');
+    try {
+      const p = parseUri(nodeUri);
+      if (p.transport || p.host) throw new VirtkitError('INVALID_ARGUMENT', `${nodeUri} is not a node of this daemon: name it as DRIVER:///PATH`);
+    } catch (e) {
+      return refuse(codeOf(e), messageOf(e));
+    }
+    const rule = ruleFor(peer, this.config.access.identities);
+    let conn: Connection;
+    if (rule) {
+      try {
+        conn = await this.node(nodeUri);
+      } catch (e) {
+        return refuse(codeOf(e), `cannot open ${nodeUri}: ${messageOf(e)}`);
+      }
+      this.log('info', 'peer-connected', { ...who, role: rule.role, ...(rule.domains ? { domains: rule.domains } : {}), node: nodeUri });
+    } else {
+      // Not in the policy: the session opens (so the client learns why) but every call is
+      // denied by the authorize hook before it reaches the node, so the node is not opened
+      // for it; serveConnection only reads `uri` for the welcome.
+      conn = { uri: { uri: nodeUri } } as unknown as Connection;
+      this.log('warn', 'peer-refused', { ...who, node: nodeUri, reason: 'not in the access policy: every call is denied' });
+    }
+    let replayed = false;
+    const wrapped: RpcChannel & { peer: typeof peer } = {
+      peer,
+      send: (v) => ch.send(v),
+      close: () => ch.close(),
+      get closeReason() {
+        return ch.closeReason;
+      },
+      frames: {
+        [Symbol.asyncIterator]: () => ({
+          next: () => {
+            if (!replayed) {
+              replayed = true;
+              return Promise.resolve({ done: false, value: hello });
+            }
+            return it.next();
+          },
+          return: (v?: unknown) => it.return?.(v) ?? Promise.resolve({ done: true as const, value: undefined }),
+        }),
+      },
+    };
+    const allowed = authorizer(peer, rule);
+    await serveConnection(wrapped, conn, {
+      authorize: (_peer, method, params) => {
+        try {
+          allowed(method, params);
+        } catch (e) {
+          this.log('warn', 'call-denied', { ...who, method, node: nodeUri, message: messageOf(e) });
+          throw e;
+        }
+      },
+      onError: (e, method) => this.log('error', 'call-error', { ...who, method, node: nodeUri, message: messageOf(e) }),
+    });
+    this.log('info', 'peer-closed', { ...who, node: nodeUri, ...(ch.closeReason ? { reason: ch.closeReason.code } : {}) });
+  }
+
+  /**
+   * Stops listening, closes every channel, then every Connection and the host. Closing a
+   * Connection detaches from its domains: it stops or changes none of them.
+   */
+  stop(): Promise<void> {
+    this.stopping ??= (async () => {
+      await Promise.allSettled(this.listeners.map((l) => l.close()));
+      const conns = await Promise.allSettled([...this.nodes.values()]);
+      await Promise.allSettled(conns.map((r) => (r.status === 'fulfilled' ? r.value.close() : undefined)));
+      await this.host?.close().catch(() => {});
+    })();
+    return this.stopping;
+  }
+}

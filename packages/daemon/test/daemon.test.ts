@@ -1,0 +1,215 @@
+// The BUILT virtkitd (run `pnpm build` first: this uses packages/daemon/dist), spawned as a
+// separate process with a temp config and PKI; clients are RemoteConnections from
+// connectRemote and the built virtkit command.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { VirtkitError, type DomainEvent } from '@virtkit/core';
+import { connectRemote, type RemoteConnection } from '@virtkit/rpc';
+import { initCa, issueClient, issueServer } from '@virtkit/transport-tls';
+import { parseDaemonConfig } from '../src/config.js';
+
+const here = dirname(fileURLToPath(import.meta.url));
+const DAEMON = join(here, '..', 'bin', 'virtkitd.js');
+const CLI = join(here, '..', '..', 'cli', 'bin', 'virtkit.js');
+const tmp = mkdtempSync(join(tmpdir(), 'virtkitd-test-'));
+const pki = join(tmp, 'pki');
+const web1 = { name: 'web1', memoryMiB: 256, vcpus: 1, os: { type: 'hvm' } };
+
+interface Daemon {
+  child: ChildProcess;
+  port: number;
+  stderr(): string;
+  exit: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+}
+
+function startDaemon(name: string): Promise<Daemon> {
+  const config = join(tmp, `${name}.json`);
+  writeFileSync(
+    config,
+    JSON.stringify({
+      listen: [{ host: '127.0.0.1', port: 0 }],
+      pki: { ca: 'pki/ca-cert.pem', cert: 'pki/server-cert.pem', key: 'pki/server-key.pem' },
+      host: { stateRoot: `state-${name}`, runtimeRoot: `run-${name}` },
+      access: {
+        identities: [
+          { match: { cn: 'admin' }, role: 'admin' },
+          { match: { cn: 'viewer' }, role: 'read-only' },
+          { match: { cn: 'op' }, role: 'operator', domains: 'web*' },
+        ],
+      },
+    }),
+  );
+  const child = spawn(process.execPath, [DAEMON, '--config', config], { cwd: tmp, stdio: ['ignore', 'ignore', 'pipe'] });
+  let err = '';
+  const exit = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((r) => child.on('exit', (code, signal) => r({ code, signal })));
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`virtkitd did not listen within 10 s: ${err}`)), 10_000);
+    child.stderr!.setEncoding('utf8').on('data', (d: string) => {
+      err += d;
+      const m = /"event":"listen"[^\n]*"port":(\d+)/.exec(err);
+      if (m) {
+        clearTimeout(timer);
+        resolve({ child, port: Number(m[1]), stderr: () => err, exit });
+      }
+    });
+    void exit.then(({ code }) => reject(new Error(`virtkitd exited (${code}): ${err}`)));
+  });
+}
+
+const creds = (user: string) => ({ ca: join(pki, 'ca-cert.pem'), cert: join(pki, 'clients', `${user}-cert.pem`), key: join(pki, 'clients', `${user}-key.pem`) });
+
+async function failure(p: Promise<unknown>): Promise<VirtkitError> {
+  try {
+    await p;
+  } catch (e) {
+    if (VirtkitError.is(e)) return e;
+    throw e;
+  }
+  throw new Error('expected a failure');
+}
+
+/** Waits (up to 3 s) until the daemon's log matches: its stderr may lag the client's answer. */
+async function logged(d: Daemon, re: RegExp): Promise<void> {
+  for (let i = 0; i < 60 && !re.test(d.stderr()); i++) await new Promise((r) => setTimeout(r, 50));
+  expect(d.stderr()).toMatch(re);
+}
+
+function virtkit(args: string[], env: Record<string, string>): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [CLI, ...args], { cwd: tmp, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
+    child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
+    child.on('error', reject);
+    child.on('close', (code) => resolve({ code, stdout, stderr }));
+  });
+}
+
+beforeAll(async () => {
+  await initCa(pki);
+  await issueServer(pki, { dnsNames: ['localhost'], ips: ['127.0.0.1'] });
+  for (const cn of ['admin', 'viewer', 'op', 'stranger']) await issueClient(pki, { commonName: cn });
+});
+
+afterAll(() => rmSync(tmp, { recursive: true, force: true }));
+
+describe('config', () => {
+  it('names the field at fault', () => {
+    expect(() => parseDaemonConfig({ listen: [{ host: 'h', port: 70000 }] }, '/x.json')).toThrow(/\/listen\/0\/port: must be an integer/);
+    expect(() => parseDaemonConfig({ access: { identities: [{ match: { cn: 'a' }, role: 'god' }] } }, '/x.json')).toThrow(/\/access\/identities\/0\/role: must be one of/);
+    expect(() => parseDaemonConfig({ bogus: 1 }, '/x.json')).toThrow(/\/bogus: unknown property/);
+    expect(parseDaemonConfig({}, undefined).listen).toEqual([{ host: '127.0.0.1', port: 16515 }]);
+  });
+});
+
+describe('virtkitd', () => {
+  let d: Daemon;
+  let uri: string;
+  const open: RemoteConnection[] = [];
+  const dial = async (user: string) => {
+    const r = await connectRemote(uri, { ...creds(user), keepaliveMs: 0 });
+    open.push(r);
+    return r;
+  };
+
+  beforeAll(async () => {
+    d = await startDaemon('main');
+    uri = `test+tls://127.0.0.1:${d.port}/default`;
+  });
+  afterAll(() => {
+    for (const r of open) r.close();
+    d.child.kill('SIGKILL');
+  });
+
+  it('serves an admin the whole lifecycle, with events', async () => {
+    const admin = await dial('admin');
+    expect(admin.uri).toBe('test:///default');
+    const events = admin.events();
+    expect(await admin.define(web1)).toMatchObject({ name: 'web1', state: 'shut-off' });
+    await admin.start('web1');
+    await admin.suspend('web1');
+    await admin.resume('web1');
+    expect(await admin.info('web1')).toMatchObject({ state: 'running', vcpus: 1 });
+    await admin.shutdown('web1');
+    expect(await admin.info('web1')).toMatchObject({ state: 'shut-off' });
+    const got: DomainEvent[] = [];
+    for await (const e of events) {
+      got.push(e);
+      if (got.length === 5) break;
+    }
+    expect(got.map((e) => e.kind)).toEqual(['defined', 'started', 'suspended', 'resumed', 'stopped']);
+  });
+
+  it('lets a read-only client list but not start, naming the permission', async () => {
+    const viewer = await dial('viewer');
+    expect((await viewer.listDomains({ all: true })).map((x) => x.name)).toContain('web1');
+    const e = await failure(viewer.start('web1'));
+    expect(e.code).toBe('ACCESS_DENIED');
+    expect(e.message).toMatch(/access denied: start needs the "lifecycle" permission; CN=viewer .* read-only/);
+    await logged(d, /"event":"call-denied"[^\n]*"cn":"viewer"/);
+  });
+
+  it('lets an operator drive only the domains matching its glob', async () => {
+    const admin = await dial('admin');
+    await admin.define({ ...web1, name: 'db1' });
+    const op = await dial('op');
+    expect(await op.start('web1')).toMatchObject({ state: 'running' });
+    expect((await failure(op.start('db1'))).message).toMatch(/"lifecycle" permission.*matching "web\*"/);
+    expect((await failure(op.undefine('web1'))).message).toMatch(/"admin" permission/);
+    await op.destroy('web1');
+  });
+
+  it('denies every call of a certificate the policy does not name', async () => {
+    const stranger = await dial('stranger');
+    const e = await failure(stranger.listDomains());
+    expect(e.message).toMatch(/access denied: listDomains needs the "read" permission; CN=stranger .* is not in the access policy/);
+    expect((await failure(stranger.define(web1))).message).toMatch(/"admin" permission/);
+    await logged(d, /"event":"peer-refused"[^\n]*"cn":"stranger"/);
+  });
+
+  it('serves the virtkit command on a +tls URI with the VIRTKIT_TLS_* certificates', async () => {
+    const c = creds('admin');
+    const r = await virtkit(['-c', `test+tls://127.0.0.1:${d.port}/default`, 'list', '--all'], { VIRTKIT_TLS_CA: c.ca, VIRTKIT_TLS_CERT: c.cert, VIRTKIT_TLS_KEY: c.key });
+    expect(r.stderr).toBe('');
+    expect(r.code).toBe(0);
+    expect(r.stdout).toMatch(/web1/);
+    expect(r.stdout).toMatch(/db1/);
+  });
+
+  it('logs peers by subject and fingerprint, never key material', async () => {
+    await logged(d, /"event":"peer-connected"[^\n]*"cn":"admin","fingerprint256":"[0-9A-F:]{95}","role":"admin"/);
+    const log = d.stderr();
+    expect(log).not.toMatch(/PRIVATE KEY/);
+    for (const line of log.trim().split('\n')) expect(() => JSON.parse(line)).not.toThrow();
+  });
+
+  it('stops on SIGTERM: exit 0, shutdown logged', async () => {
+    d.child.kill('SIGTERM');
+    expect(await d.exit).toEqual({ code: 0, signal: null });
+    expect(d.stderr()).toMatch(/"event":"shutdown","signal":"SIGTERM"/);
+  });
+});
+
+describe('virtkitd killed during a call', () => {
+  it('fails the call with IO_ERROR', async () => {
+    const d = await startDaemon('killed');
+    const admin = await connectRemote(`test+tls://127.0.0.1:${d.port}/default`, { ...creds('admin'), keepaliveMs: 0 });
+    try {
+      await admin.define({ ...web1, name: 'slow', driver: { test: { bootDelayMs: 30_000 } } });
+      const call = failure(admin.start('slow'));
+      await new Promise((r) => setTimeout(r, 300));
+      d.child.kill('SIGKILL');
+      const e = await call;
+      expect(e.code).toBe('IO_ERROR');
+      expect(e.message).toMatch(/connection to the daemon lost/);
+    } finally {
+      admin.close();
+      d.child.kill('SIGKILL');
+    }
+  });
+});
