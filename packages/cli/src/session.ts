@@ -165,8 +165,7 @@ export function tlsFiles(env: NodeJS.ProcessEnv = process.env): { ca: string; ce
 
 /**
  * A remote node through virtkitd, shaped as the Connection the verbs use. What the daemon does
- * not offer (console, job listing, the synchronous capabilities/supports, a replay of events
- * that stops) fails with NO_SUPPORT; Ctrl-C and --timeout stop waiting for a call (the
+ * not offer (console, job listing, the synchronous capabilities/supports) fails with NO_SUPPORT; Ctrl-C and --timeout stop waiting for a call (the
  * daemon finishes it).
  */
 async function openTls(uri: string): Promise<Connection> {
@@ -201,7 +200,13 @@ async function openTls(uri: string): Promise<Connection> {
     getConfig: (name: string, o?: { live?: boolean }) => remote.getConfig(name, o),
     nodeInfo: () => remote.nodeInfo(),
     events(o: { since?: number; follow?: boolean; signal?: AbortSignal } = {}) {
-      if (o.follow === false) throw noSupport('events without --follow');
+      if (o.follow === false) {
+        // A replay that stops: one call, then iterate what it returned.
+        const all = remote.eventsSince(o.since ?? 0);
+        return (async function* () {
+          yield* await all;
+        })();
+      }
       return remote.events({ since: o.since, signal: o.signal });
     },
     capabilities(): never {

@@ -143,6 +143,8 @@ describe('virtkitd', () => {
       if (got.length === 5) break;
     }
     expect(got.map((e) => e.kind)).toEqual(['defined', 'started', 'suspended', 'resumed', 'stopped']);
+    // the replay that stops gives the same, by seq
+    expect((await admin.eventsSince(got[0]!.seq - 1)).map((e) => e.seq)).toEqual(got.map((e) => e.seq));
   });
 
   it('lets a read-only client list but not start, naming the permission', async () => {
@@ -179,6 +181,9 @@ describe('virtkitd', () => {
     expect(r.code).toBe(0);
     expect(r.stdout).toMatch(/web1/);
     expect(r.stdout).toMatch(/db1/);
+    const ev = await virtkit(['-c', `test+tls://127.0.0.1:${d.port}/default`, '--json', 'events'], { VIRTKIT_TLS_CA: c.ca, VIRTKIT_TLS_CERT: c.cert, VIRTKIT_TLS_KEY: c.key });
+    expect(ev.code).toBe(0);
+    expect(ev.stdout.trim().split('\n').map((l) => JSON.parse(l).kind)).toContain('started');
   });
 
   it('logs peers by subject and fingerprint, never key material', async () => {

@@ -230,6 +230,11 @@ export class RemoteConnection {
   getConfig(name: string, opts: { live?: boolean } = {}): Promise<DomainConfig> {
     return this.call('getConfig', name, opts);
   }
+  /** The events the node kept after `since` (default 0), oldest first; does not follow. */
+  eventsSince(since = 0): Promise<DomainEvent[]> {
+    return this.call<DomainEvent[]>('eventsSince', since);
+  }
+
   async nodeInfo(): Promise<NodeInfo> {
     const n = await this.call<NodeInfo>('nodeInfo');
     // Typed arrays travel as plain arrays: give NUMA cells their declared type back.

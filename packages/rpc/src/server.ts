@@ -58,6 +58,17 @@ const METHODS: ReadonlyMap<string, Handler> = new Map<string, Handler>([
     },
   ],
   ['supports', (c, p) => c.supports(str(p, 0, 'operation or feature'))],
+  // What the node kept after a seq, then done (events.subscribe follows instead).
+  [
+    'eventsSince',
+    async (c, p) => {
+      const since = p[0] === undefined ? 0 : p[0];
+      if (typeof since !== 'number' || !Number.isInteger(since) || since < 0) throw new VirtkitError('INVALID_ARGUMENT', 'parameter 1 (since) must be an integer >= 0');
+      const out = [];
+      for await (const e of c.events({ since, follow: false })) out.push(e);
+      return out;
+    },
+  ],
 ]);
 
 /** Names of the methods served (besides events.subscribe). */
