@@ -90,8 +90,9 @@ export class Session {
    * client, and a long-lived console must not lock out the next short command.
    */
   connection(opts: { watch?: boolean } = {}): Promise<Connection> {
-    if (parseUri(this.globals.connect).transport === 'tls') {
-      this.connP ??= openTls(this.globals.connect);
+    const transport = parseUri(this.globals.connect).transport;
+    if (transport === 'tls' || transport === 'unix') {
+      this.connP ??= openRemoteNode(this.globals.connect);
       return this.connP;
     }
     this.connP ??= this.host().then(async (host) => {
@@ -164,15 +165,16 @@ export function tlsFiles(env: NodeJS.ProcessEnv = process.env): { ca: string; ce
 }
 
 /**
- * A remote node through virtkitd, shaped as the Connection the verbs use. What the daemon does
+ * A node through virtkitd (DRIVER+tls:// with the tlsFiles() certificates, or DRIVER+unix://
+ * with none), shaped as the Connection the verbs use. What the daemon does
  * not offer (console, job listing, the synchronous capabilities/supports) fails with NO_SUPPORT; Ctrl-C and --timeout stop waiting for a call (the
  * daemon finishes it).
  */
-async function openTls(uri: string): Promise<Connection> {
+async function openRemoteNode(uri: string): Promise<Connection> {
   const { connectRemote } = await import('@virtkit/rpc');
-  const remote: RemoteConnection = await connectRemote(uri, tlsFiles());
   const parsed = parseUri(uri);
-  const noSupport = (what: string) => new VirtkitError('NO_SUPPORT', `${what} is not available over ${parsed.driver}+tls:// yet`);
+  const remote: RemoteConnection = await connectRemote(uri, parsed.transport === 'unix' ? {} : tlsFiles());
+  const noSupport = (what: string) => new VirtkitError('NO_SUPPORT', `${what} is not available over ${parsed.driver}+${parsed.transport ?? 'tls'}:// yet`);
   const watched = <T>(p: Promise<T>, signal?: AbortSignal): Promise<T> => {
     if (!signal) return p;
     if (signal.aborted) return Promise.reject(signal.reason);

@@ -3,6 +3,7 @@ import { readFile } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import { dirname, isAbsolute, join, resolve } from 'node:path';
 import { VirtkitError, type HostOptions } from '@virtkit/core';
+import { defaultUnixSocketPaths } from '@virtkit/transport-tls';
 
 export type Role = 'read-only' | 'operator' | 'admin';
 export const ROLES: readonly Role[] = ['read-only', 'operator', 'admin'];
@@ -17,7 +18,10 @@ export interface IdentityRule {
 export interface DaemonConfig {
   /** The file read (undefined: none, all defaults). */
   file?: string;
+  /** TLS listeners; may be empty when a unix socket is enabled. */
   listen: { host: string; port: number }[];
+  /** The local sockets (false: disabled): admin (mode 0600, admin role) and read-only (0666, read-only role). */
+  unix: { admin: string | false; readOnly: string | false };
   pki: { ca: string; cert: string; key: string };
   host: Pick<HostOptions, 'stateRoot' | 'runtimeRoot' | 'cacheDir' | 'pluginPaths' | 'policy' | 'stepTimeoutMs'>;
   access: { identities: IdentityRule[] };
@@ -83,11 +87,11 @@ export function parseDaemonConfig(doc: unknown, file: string | undefined): Daemo
   };
 
   const c = obj(doc, '');
-  known(c, '', ['listen', 'pki', 'host', 'access', 'limits']);
+  known(c, '', ['listen', 'unix', 'pki', 'host', 'access', 'limits']);
 
   let listen: DaemonConfig['listen'] = [{ host: '127.0.0.1', port: DEFAULT_PORT }];
   if (c.listen !== undefined) {
-    if (!Array.isArray(c.listen) || c.listen.length === 0) throw bad('/listen', 'must be a non-empty list of {host, port}');
+    if (!Array.isArray(c.listen)) throw bad('/listen', 'must be a list of {host, port}');
     listen = c.listen.map((l, i) => {
       const at = `/listen/${i}`;
       const o = obj(l, at);
@@ -97,6 +101,19 @@ export function parseDaemonConfig(doc: unknown, file: string | undefined): Daemo
       return { host: o.host, port: o.port === undefined ? DEFAULT_PORT : int(o.port, `${at}/port`, 0, 65535) };
     });
   }
+
+  const u = obj(c.unix, '/unix');
+  known(u, '/unix', ['admin', 'readOnly']);
+  const sockets = defaultUnixSocketPaths();
+  const sock = (v: unknown, at: string, dflt: string): string | false => {
+    if (v === undefined) return dflt;
+    if (v === false) return false;
+    if (typeof v !== 'string') throw bad(at, 'must be a socket path or false');
+    return path(v, at);
+  };
+  const unix: DaemonConfig['unix'] = { admin: sock(u.admin, '/unix/admin', sockets.admin), readOnly: sock(u.readOnly, '/unix/readOnly', sockets.readOnly) };
+  if (unix.admin !== false && unix.admin === unix.readOnly) throw bad('/unix/readOnly', 'must differ from /unix/admin');
+  if (listen.length === 0 && unix.admin === false && unix.readOnly === false) throw bad('/listen', 'is empty and both unix sockets are disabled: nothing to listen on');
 
   const p = obj(c.pki, '/pki');
   known(p, '/pki', ['ca', 'cert', 'key']);
@@ -154,5 +171,5 @@ export function parseDaemonConfig(doc: unknown, file: string | undefined): Daemo
   if (l.handshakeTimeoutMs !== undefined) limits.handshakeTimeoutMs = int(l.handshakeTimeoutMs, '/limits/handshakeTimeoutMs', 1, 600_000);
   if (l.idleTimeoutMs !== undefined) limits.idleTimeoutMs = int(l.idleTimeoutMs, '/limits/idleTimeoutMs', 0, 86_400_000);
 
-  return { file, listen, pki, host, access: { identities }, limits };
+  return { file, listen, unix, pki, host, access: { identities }, limits };
 }

@@ -1,12 +1,12 @@
-// virtkitd: TLS listeners, one core Connection per node (opened on first use), each channel
+// virtkitd: TLS listeners and the local unix sockets, one core Connection per node (opened on first use), each channel
 // served with rpc's serveConnection under the access policy.
 import { readFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { connect, Host, parseUri, VirtkitError, type Connection } from '@virtkit/core';
 import { serveConnection, type RpcChannel } from '@virtkit/rpc';
-import { listen, type Channel, type Listener } from '@virtkit/transport-tls';
-import type { DaemonConfig } from './config.js';
+import { listen, listenUnix, type Channel } from '@virtkit/transport-tls';
+import type { DaemonConfig, IdentityRule } from './config.js';
 import type { Logger } from './log.js';
 import { authorizer, ruleFor } from './policy.js';
 
@@ -16,9 +16,16 @@ export const DAEMON_DIR = join(dirname(fileURLToPath(import.meta.url)), '..');
 const messageOf = (e: unknown) => (e instanceof Error ? e.message : String(e));
 const codeOf = (e: unknown) => (VirtkitError.is(e) ? e.code : 'INTERNAL');
 
+/** Which local socket a channel came in on; its rule is synthetic (the socket's mode is the check). */
+type UnixKind = 'admin' | 'read-only';
+const UNIX_SOCKETS: Record<UnixKind, { mode: number; identity: string; rule: IdentityRule }> = {
+  admin: { mode: 0o600, identity: 'unix-admin', rule: { match: { cn: 'unix-admin' }, role: 'admin' } },
+  'read-only': { mode: 0o666, identity: 'unix-read-only', rule: { match: { cn: 'unix-read-only' }, role: 'read-only' } },
+};
+
 export class Daemon {
   private host?: Host;
-  private listeners: Listener[] = [];
+  private listeners: { close(): Promise<void> }[] = [];
   private nodes = new Map<string, Promise<Connection>>();
   private stopping?: Promise<void>;
 
@@ -27,9 +34,9 @@ export class Daemon {
     private readonly log: Logger,
   ) {}
 
-  /** Loads the plugins and the certificates, then listens on every configured address. */
+  /** Loads the plugins and the certificates, then listens on every configured address and socket. */
   async start(): Promise<{ host: string; port: number }[]> {
-    const { pki, limits } = this.config;
+    const { pki, limits, unix } = this.config;
     const read = async (path: string, what: string) => {
       try {
         return await readFile(path);
@@ -37,7 +44,8 @@ export class Daemon {
         throw new VirtkitError('NOT_FOUND', `cannot read the ${what} ${path}: ${(e as NodeJS.ErrnoException).code ?? messageOf(e)}`);
       }
     };
-    const [ca, cert, key] = await Promise.all([read(pki.ca, 'CA certificate (pki.ca)'), read(pki.cert, 'server certificate (pki.cert)'), read(pki.key, 'server key (pki.key)')]);
+    // Without TLS listeners (local sockets only) no certificate is needed.
+    const [ca, cert, key] = this.config.listen.length === 0 ? [] : await Promise.all([read(pki.ca, 'CA certificate (pki.ca)'), read(pki.cert, 'server certificate (pki.cert)'), read(pki.key, 'server key (pki.key)')]);
     this.host = await new Host({
       ...this.config.host,
       pluginSearch: [DAEMON_DIR],
@@ -46,10 +54,24 @@ export class Daemon {
     const bound: { host: string; port: number }[] = [];
     try {
       for (const l of this.config.listen) {
-        const listener = await listen({ host: l.host, port: l.port, ca, cert, key, ...limits, onChannel: (ch) => void this.serve(ch) });
+        const listener = await listen({ host: l.host, port: l.port, ca: ca!, cert: cert!, key: key!, ...limits, onChannel: (ch) => void this.serve(ch) });
         this.listeners.push(listener);
         bound.push({ host: l.host, port: listener.port });
         this.log('info', 'listen', { host: l.host, port: listener.port });
+      }
+      for (const [kind, path] of [['admin', unix.admin], ['read-only', unix.readOnly]] as const) {
+        if (path === false) continue;
+        const s = UNIX_SOCKETS[kind];
+        const listener = await listenUnix({
+          path,
+          mode: s.mode,
+          identity: s.identity,
+          ...(limits.maxFrameBytes !== undefined ? { maxFrameBytes: limits.maxFrameBytes } : {}),
+          ...(limits.idleTimeoutMs !== undefined ? { idleTimeoutMs: limits.idleTimeoutMs } : {}),
+          onChannel: (ch) => void this.serve(ch, kind),
+        });
+        this.listeners.push(listener);
+        this.log('info', 'listen', { unix: path, socket: kind, mode: `0${s.mode.toString(8)}` });
       }
     } catch (e) {
       await this.stop();
@@ -75,9 +97,11 @@ export class Daemon {
     return p;
   }
 
-  private async serve(ch: Channel): Promise<void> {
+  private async serve(ch: Channel, unixKind?: UnixKind): Promise<void> {
     const peer = ch.peer;
-    const who = { cn: peer.subject.CN ?? null, fingerprint256: peer.fingerprint256 };
+    const who = unixKind
+      ? { cn: peer.subject.CN ?? null, transport: 'unix', socket: unixKind }
+      : { cn: peer.subject.CN ?? null, fingerprint256: peer.fingerprint256 };
     if (this.stopping) return ch.close();
     // The hello names the node wanted (connectRemote adds `node`); read it, then hand
     // serveConnection a channel that yields that hello again, followed by the rest.
@@ -91,14 +115,14 @@ export class Daemon {
       ch.close();
     };
     const nodeUri = hello && typeof hello === 'object' ? hello.node : undefined;
-    if (typeof nodeUri !== 'string') return refuse('INVALID_ARGUMENT', 'the hello must name the node wanted (node: "DRIVER:///PATH"); connect with a DRIVER+tls://HOST/PATH URI');
+    if (typeof nodeUri !== 'string') return refuse('INVALID_ARGUMENT', 'the hello must name the node wanted (node: "DRIVER:///PATH"); connect with a DRIVER+tls://HOST/PATH or DRIVER+unix:///PATH URI');
     try {
       const p = parseUri(nodeUri);
       if (p.transport || p.host) throw new VirtkitError('INVALID_ARGUMENT', `${nodeUri} is not a node of this daemon: name it as DRIVER:///PATH`);
     } catch (e) {
       return refuse(codeOf(e), messageOf(e));
     }
-    const rule = ruleFor(peer, this.config.access.identities);
+    const rule = unixKind ? UNIX_SOCKETS[unixKind].rule : ruleFor(peer, this.config.access.identities);
     let conn: Connection;
     if (rule) {
       try {

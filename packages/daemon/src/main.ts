@@ -6,7 +6,7 @@ import { jsonLogger, type Logger } from './log.js';
 
 const USAGE = `usage: virtkitd [--config PATH]
 
-Serves virtkit nodes over mutual TLS (see the @virtkit/daemon README).
+Serves virtkit nodes over mutual TLS and local unix sockets (see the @virtkit/daemon README).
   --config PATH  the config file (default: ${defaultConfigPath()})
   --help         this text`;
 

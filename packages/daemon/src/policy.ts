@@ -27,8 +27,9 @@ export function globToRegExp(glob: string): RegExp {
   return new RegExp(`^${glob.replace(/[.+^${}()|[\]\\]/g, '\\$&').replace(/\*/g, '.*').replace(/\?/g, '.')}$`);
 }
 
-/** Describes a peer for messages and logs: its CN and fingerprint (never anything secret). */
+/** Describes a peer for messages and logs: its CN and fingerprint, or its unix socket (never anything secret). */
 export function describePeer(peer: PeerIdentity): string {
+  if (peer.transport === 'unix') return `CN=${peer.subject.CN ?? '?'} (unix socket)`;
   return `${peer.subject.CN ? `CN=${peer.subject.CN}` : 'a client without CN'} (${peer.fingerprint256})`;
 }
 

@@ -32,6 +32,7 @@ function startDaemon(name: string): Promise<Daemon> {
     config,
     JSON.stringify({
       listen: [{ host: '127.0.0.1', port: 0 }],
+      unix: { admin: false, readOnly: false },
       pki: { ca: 'pki/ca-cert.pem', cert: 'pki/server-cert.pem', key: 'pki/server-key.pem' },
       host: { stateRoot: `state-${name}`, runtimeRoot: `run-${name}` },
       access: {
@@ -104,6 +105,11 @@ describe('config', () => {
     expect(() => parseDaemonConfig({ access: { identities: [{ match: { cn: 'a' }, role: 'god' }] } }, '/x.json')).toThrow(/\/access\/identities\/0\/role: must be one of/);
     expect(() => parseDaemonConfig({ bogus: 1 }, '/x.json')).toThrow(/\/bogus: unknown property/);
     expect(parseDaemonConfig({}, undefined).listen).toEqual([{ host: '127.0.0.1', port: 16515 }]);
+    expect(() => parseDaemonConfig({ unix: { admin: 3 } }, '/x.json')).toThrow(/\/unix\/admin: must be a socket path or false/);
+    expect(() => parseDaemonConfig({ unix: { other: 'x' } }, '/x.json')).toThrow(/\/unix\/other: unknown property/);
+    expect(() => parseDaemonConfig({ listen: [], unix: { admin: false, readOnly: false } }, '/x.json')).toThrow(/\/listen: .*nothing to listen on/);
+    expect(parseDaemonConfig({ unix: { admin: 'a.sock', readOnly: false } }, '/etc/x.json').unix).toEqual({ admin: '/etc/a.sock', readOnly: false });
+    expect(parseDaemonConfig({}, undefined).unix.admin).toMatch(/\/virtkitd-admin\.sock$/);
   });
 });
 

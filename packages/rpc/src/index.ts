@@ -20,4 +20,4 @@ export {
 } from './protocol.js';
 export { METHOD_NAMES, serveConnection, type ServeOptions } from './server.js';
 export { DEFAULT_KEEPALIVE_MS, openRemote, RemoteConnection, type RemoteOptions } from './client.js';
-export { connectRemote, DEFAULT_DAEMON_PORT, nodeUriOf, type ConnectRemoteOptions } from './remote.js';
+export { connectRemote, DEFAULT_DAEMON_PORT, defaultUnixSocket, nodeUriOf, type ConnectRemoteOptions } from './remote.js';

@@ -1,4 +1,5 @@
 import { EventEmitter } from 'node:events';
+import type { Socket } from 'node:net';
 import type { TLSSocket } from 'node:tls';
 import { DEFAULT_MAX_FRAME_BYTES, encodeFrame, FrameError, FrameReader } from './framing.js';
 
@@ -11,7 +12,10 @@ const CLOSE_GRACE_MS = 2_000;
 /** Frames queued for a consumer before the socket is paused (backpressure). */
 const HIGH_WATER_FRAMES = 64;
 
-/** The authenticated identity of the other end, from its (verified) certificate. */
+/**
+ * The authenticated identity of the other end: over TLS, from its (verified) certificate; over
+ * a unix socket, the identity the listener was given for that socket (`transport: 'unix'`).
+ */
 export interface PeerIdentity {
   /** Certificate subject, e.g. `{ CN: 'client-1', O: 'example' }`; multi-valued fields are joined with ', '. */
   subject: Record<string, string>;
@@ -19,6 +23,8 @@ export interface PeerIdentity {
   fingerprint256: string;
   /** Whether the certificate chain verified against the configured CA (always true on an open channel). */
   authorized: boolean;
+  /** `'unix'` for a unix-socket channel (subject.CN is the socket's identity, fingerprint256 is ''); absent over TLS. */
+  transport?: 'unix';
 }
 
 /**
@@ -91,8 +97,11 @@ export function peerIdentityOf(socket: TLSSocket): PeerIdentity {
   return { subject, fingerprint256: cert?.fingerprint256 ?? '', authorized: socket.authorized };
 }
 
-/** A Channel over a TLS socket whose handshake has completed. */
-export class TlsChannel extends EventEmitter implements Channel {
+/**
+ * A Channel over a connected stream socket (TLS after its handshake, or a plain unix socket),
+ * the peer identity given by whoever established it.
+ */
+export class SocketChannel extends EventEmitter implements Channel {
   readonly peer: PeerIdentity;
   readonly maxFrameBytes: number;
   private readonly reader: FrameReader;
@@ -105,11 +114,12 @@ export class TlsChannel extends EventEmitter implements Channel {
   private graceTimer: NodeJS.Timeout | undefined;
 
   constructor(
-    private readonly socket: TLSSocket,
+    private readonly socket: Socket,
+    peer: PeerIdentity,
     opts: ChannelOptions = {},
   ) {
     super();
-    this.peer = peerIdentityOf(socket);
+    this.peer = peer;
     this.maxFrameBytes = opts.maxFrameBytes ?? DEFAULT_MAX_FRAME_BYTES;
     this.reader = new FrameReader({ maxFrameBytes: this.maxFrameBytes });
     const idle = opts.idleTimeoutMs ?? DEFAULT_IDLE_TIMEOUT_MS;
@@ -248,5 +258,12 @@ export class TlsChannel extends EventEmitter implements Channel {
     // the iterator ends after them.
     w?.({ done: true, value: undefined });
     this.emit('close', this.reason);
+  }
+}
+
+/** A Channel over a TLS socket whose handshake has completed; the peer is its certificate. */
+export class TlsChannel extends SocketChannel {
+  constructor(socket: TLSSocket, opts: ChannelOptions = {}) {
+    super(socket, peerIdentityOf(socket), opts);
   }
 }

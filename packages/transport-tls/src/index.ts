@@ -15,8 +15,20 @@ export {
   type CloseReason,
   DEFAULT_IDLE_TIMEOUT_MS,
   type PeerIdentity,
+  SocketChannel,
   TlsChannel,
 } from './channel.js';
+export {
+  connectUnix,
+  type ConnectUnixOptions,
+  defaultUnixSocketDir,
+  defaultUnixSocketPaths,
+  listenUnix,
+  type ListenUnixOptions,
+  UNIX_ADMIN_SOCKET,
+  UNIX_READ_ONLY_SOCKET,
+  type UnixListener,
+} from './unix.js';
 export {
   connect,
   type ConnectOptions,

@@ -1,0 +1,138 @@
+// The BUILT virtkitd (run `pnpm build` first) serving its local unix sockets only (listen: [],
+// so no PKI): socket modes, the admin and read-only roles, the CLI, a stale socket replaced.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { existsSync, lstatSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { afterAll, describe, expect, it } from 'vitest';
+import { VirtkitError } from '@virtkit/core';
+import { connectRemote, type RemoteConnection } from '@virtkit/rpc';
+
+const here = dirname(fileURLToPath(import.meta.url));
+const DAEMON = join(here, '..', 'bin', 'virtkitd.js');
+const CLI = join(here, '..', '..', 'cli', 'bin', 'virtkit.js');
+const tmp = mkdtempSync(join(tmpdir(), 'virtkitd-unix-'));
+const sockDir = join(tmp, 'sock'); // created by the daemon
+const adminSock = join(sockDir, 'admin.sock');
+const roSock = join(sockDir, 'ro.sock');
+const web1 = { name: 'web1', memoryMiB: 256, vcpus: 1, os: { type: 'hvm' } };
+
+interface Running {
+  child: ChildProcess;
+  stderr(): string;
+  exit: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+}
+
+function startDaemon(): Promise<Running> {
+  const config = join(tmp, 'virtkitd.json');
+  writeFileSync(config, JSON.stringify({ listen: [], unix: { admin: adminSock, readOnly: roSock }, host: { stateRoot: 'state', runtimeRoot: 'run' } }));
+  const child = spawn(process.execPath, [DAEMON, '--config', config], { cwd: tmp, stdio: ['ignore', 'ignore', 'pipe'] });
+  let err = '';
+  const exit = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((r) => child.on('exit', (code, signal) => r({ code, signal })));
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`virtkitd did not listen within 10 s: ${err}`)), 10_000);
+    child.stderr!.setEncoding('utf8').on('data', (d: string) => {
+      err += d;
+      if (/"event":"listen"[^\n]*"socket":"read-only"/.test(err)) {
+        clearTimeout(timer);
+        resolve({ child, stderr: () => err, exit });
+      }
+    });
+    void exit.then(({ code }) => reject(new Error(`virtkitd exited (${code}): ${err}`)));
+  });
+}
+
+async function failure(p: Promise<unknown>): Promise<VirtkitError> {
+  try {
+    await p;
+  } catch (e) {
+    if (VirtkitError.is(e)) return e;
+    throw e;
+  }
+  throw new Error('expected a failure');
+}
+
+function virtkit(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  return new Promise((resolve, reject) => {
+    // No VIRTKIT_TLS_* and no PKI: a unix URI needs no certificate.
+    const env = { ...process.env, HOME: tmp, VIRTKIT_TLS_CA: '', VIRTKIT_TLS_CERT: '', VIRTKIT_TLS_KEY: '' };
+    const child = spawn(process.execPath, [CLI, ...args], { cwd: tmp, env, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
+    child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
+    child.on('error', reject);
+    child.on('close', (code) => resolve({ code, stdout, stderr }));
+  });
+}
+
+async function logged(d: Running, re: RegExp): Promise<void> {
+  for (let i = 0; i < 60 && !re.test(d.stderr()); i++) await new Promise((r) => setTimeout(r, 50));
+  expect(d.stderr()).toMatch(re);
+}
+
+const open: RemoteConnection[] = [];
+const dial = async (sock: string) => {
+  const r = await connectRemote(`test+unix:///default?socket=${sock}`, { keepaliveMs: 0 });
+  open.push(r);
+  return r;
+};
+
+afterAll(() => {
+  for (const r of open) r.close();
+  rmSync(tmp, { recursive: true, force: true });
+});
+
+describe('virtkitd on unix sockets', () => {
+  let d: Running | undefined;
+  afterAll(() => void d?.child.kill('SIGKILL'));
+
+  it('creates the sockets with modes 0600 (admin) and 0666 (read-only)', async () => {
+    d = await startDaemon();
+    expect(lstatSync(adminSock).isSocket()).toBe(true);
+    expect(lstatSync(adminSock).mode & 0o777).toBe(0o600);
+    expect(lstatSync(roSock).mode & 0o777).toBe(0o666);
+    expect(lstatSync(sockDir).mode & 0o777).toBe(0o755);
+    expect(d.stderr()).toContain(`"event":"listen","unix":${JSON.stringify(adminSock)},"socket":"admin"`);
+  });
+
+  it('gives the admin socket the admin role', async () => {
+    const admin = await dial(adminSock);
+    expect(admin.uri).toBe('test:///default');
+    expect(await admin.define(web1)).toMatchObject({ name: 'web1', state: 'shut-off' });
+    await admin.start('web1');
+    expect(await admin.info('web1')).toMatchObject({ state: 'running', vcpus: 1 });
+    await logged(d!, /"event":"peer-connected"[^\n]*"transport":"unix","socket":"admin","role":"admin"/);
+  });
+
+  it('gives the read-only socket the read-only role', async () => {
+    const viewer = await dial(roSock);
+    expect((await viewer.listDomains({ all: true })).map((x) => x.name)).toContain('web1');
+    const e = await failure(viewer.start('web1'));
+    expect(e.code).toBe('ACCESS_DENIED');
+    expect(e.message).toMatch(/access denied: start needs the "lifecycle" permission; .*unix socket.* read-only role/);
+    await logged(d!, /"event":"call-denied"[^\n]*"socket":"read-only"/);
+  });
+
+  it('serves the virtkit command on a +unix URI without certificates', async () => {
+    const r = await virtkit(['-c', `test+unix:///default?socket=${roSock}`, 'list', '--all']);
+    expect(r.stderr).toBe('');
+    expect(r.code).toBe(0);
+    expect(r.stdout).toMatch(/web1/);
+  });
+
+  it('refuses to start over a socket another daemon listens on, and replaces a stale one', async () => {
+    // A second daemon while the first runs: the sockets are live, not stale.
+    await expect(startDaemon()).rejects.toThrow(/another process is listening/);
+    d!.child.kill('SIGKILL');
+    await d!.exit;
+    expect(existsSync(adminSock)).toBe(true); // left behind by the killed daemon
+    d = await startDaemon();
+    const admin = await dial(adminSock);
+    expect((await admin.listDomains({ all: true })).map((x) => x.name)).not.toContain('web1'); // a new daemon, a fresh test node
+    d.child.kill('SIGTERM');
+    expect(await d.exit).toEqual({ code: 0, signal: null });
+    expect(existsSync(adminSock)).toBe(false); // removed on a clean stop
+  });
+});
