@@ -2,7 +2,7 @@
 import { readFile } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import { dirname, isAbsolute, join, resolve } from 'node:path';
-import { VirtkitError, type HostOptions } from '@virtkit/core';
+import { parseUri, VirtkitError, type HostOptions } from '@virtkit/core';
 import { defaultUnixSocketPaths } from '@virtkit/transport-tls';
 
 export type Role = 'read-only' | 'operator' | 'admin';
@@ -26,6 +26,8 @@ export interface DaemonConfig {
   host: Pick<HostOptions, 'stateRoot' | 'runtimeRoot' | 'cacheDir' | 'pluginPaths' | 'policy' | 'stepTimeoutMs'>;
   access: { identities: IdentityRule[] };
   limits: { maxFrameBytes?: number; handshakeTimeoutMs?: number; idleTimeoutMs?: number };
+  /** Local node URIs (DRIVER:///PATH) opened at start; their autostart domains are started. */
+  nodes: string[];
 }
 
 export const DEFAULT_PORT = 16515;
@@ -87,7 +89,7 @@ export function parseDaemonConfig(doc: unknown, file: string | undefined): Daemo
   };
 
   const c = obj(doc, '');
-  known(c, '', ['listen', 'unix', 'pki', 'host', 'access', 'limits']);
+  known(c, '', ['listen', 'unix', 'pki', 'host', 'access', 'limits', 'nodes']);
 
   let listen: DaemonConfig['listen'] = [{ host: '127.0.0.1', port: DEFAULT_PORT }];
   if (c.listen !== undefined) {
@@ -171,5 +173,23 @@ export function parseDaemonConfig(doc: unknown, file: string | undefined): Daemo
   if (l.handshakeTimeoutMs !== undefined) limits.handshakeTimeoutMs = int(l.handshakeTimeoutMs, '/limits/handshakeTimeoutMs', 1, 600_000);
   if (l.idleTimeoutMs !== undefined) limits.idleTimeoutMs = int(l.idleTimeoutMs, '/limits/idleTimeoutMs', 0, 86_400_000);
 
-  return { file, listen, unix, pki, host, access: { identities }, limits };
+  const nodes: string[] = [];
+  if (c.nodes !== undefined) {
+    if (!Array.isArray(c.nodes)) throw bad('/nodes', 'must be a list of node URIs (DRIVER:///PATH)');
+    c.nodes.forEach((v, i) => {
+      const at = `/nodes/${i}`;
+      if (typeof v !== 'string' || v === '') throw bad(at, 'must be a node URI (DRIVER:///PATH)');
+      let parsed;
+      try {
+        parsed = parseUri(v);
+      } catch (e) {
+        throw bad(at, (e as Error).message);
+      }
+      if (parsed.transport || parsed.host) throw bad(at, `${v} is not a local node: name it as DRIVER:///PATH (no +transport, no host)`);
+      if (nodes.includes(v)) throw bad(at, `${v} is listed twice`);
+      nodes.push(v);
+    });
+  }
+
+  return { file, listen, unix, pki, host, access: { identities }, limits, nodes };
 }

@@ -77,7 +77,45 @@ export class Daemon {
       await this.stop();
       throw new VirtkitError('IO_ERROR', `cannot listen: ${messageOf(e)}`, { cause: e });
     }
+    // The configured nodes, one after the other: a node that fails to open or a domain
+    // that fails to start is logged, and the daemon goes on.
+    for (const uri of this.config.nodes) {
+      if (this.stopping) break;
+      await this.autostart(uri);
+    }
     return bound;
+  }
+
+  /**
+   * Opens a configured node (core re-attaches its running domains at connect), then starts
+   * each of its domains marked autostart that is not active, as libvirtd does.
+   */
+  private async autostart(uri: string): Promise<void> {
+    let conn: Connection;
+    try {
+      conn = await this.node(uri);
+    } catch {
+      return; // node-open-failed is logged by node()
+    }
+    let domains;
+    try {
+      domains = await conn.listDomains({ all: true });
+    } catch (e) {
+      this.log('warn', 'autostart-failed', { node: uri, domain: null, code: codeOf(e), message: `cannot list the domains: ${messageOf(e)}` });
+      return;
+    }
+    for (const d of domains) {
+      // Inactive as far as the summary tells: a crashed domain whose QEMU still runs is
+      // refused by start (logged as autostart-failed).
+      if (!d.autostart || !['shut-off', 'no-state', 'crashed'].includes(d.state)) continue;
+      if (this.stopping) return;
+      try {
+        await conn.start(d.name);
+        this.log('info', 'autostart', { node: uri, domain: d.name });
+      } catch (e) {
+        this.log('warn', 'autostart-failed', { node: uri, domain: d.name, code: codeOf(e), message: messageOf(e) });
+      }
+    }
   }
 
   /** The node's shared Connection, opened on first use; a failed open is retried next time. */

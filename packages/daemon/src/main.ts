@@ -27,6 +27,15 @@ export async function main(argv: string[], log: Logger = jsonLogger()): Promise<
   }
   const file = configPath ?? defaultConfigPath();
   let daemon: Daemon | undefined;
+  // Listened for from the start: autostarting the configured nodes' domains may take a while.
+  // `on`, not `once`: signal-exit (loaded by a dependency) re-raises the signal
+  // when, at its turn, it finds itself the only listener left, which a spent `once` would be.
+  const signal = new Promise<NodeJS.Signals>((resolve) => {
+    process.on('SIGTERM', () => resolve('SIGTERM'));
+    process.on('SIGINT', () => resolve('SIGINT'));
+  });
+  // A signal during start (autostart under way) stops the daemon as soon as it can.
+  void signal.then(() => daemon?.stop());
   try {
     const config = await loadDaemonConfig(file, configPath !== undefined);
     log('info', 'start', { pid: process.pid, config: config.file ?? null, identities: config.access.identities.length });
@@ -37,11 +46,7 @@ export async function main(argv: string[], log: Logger = jsonLogger()): Promise<
     await daemon?.stop();
     return 1;
   }
-  const signal = await new Promise<NodeJS.Signals>((resolve) => {
-    process.once('SIGTERM', () => resolve('SIGTERM'));
-    process.once('SIGINT', () => resolve('SIGINT'));
-  });
-  log('info', 'shutdown', { signal });
+  log('info', 'shutdown', { signal: await signal });
   await daemon.stop();
   log('info', 'stopped', {});
   return 0;

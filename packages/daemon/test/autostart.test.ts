@@ -1,0 +1,140 @@
+// The BUILT virtkitd (run `pnpm build` first) opening the nodes its config names at start and
+// starting their autostart domains: a real QEMU guest (scripts/build-test-guest.sh), under TCG
+// where KVM is not usable. The domains are defined in-process with core on the same state
+// root before the daemon starts, as an admin would have done earlier.
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { copyFileSync, existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { connect, Host } from '@virtkit/core';
+import { connectRemote, type RemoteConnection } from '@virtkit/rpc';
+import { parseDaemonConfig } from '../src/config.js';
+
+const repo = join(import.meta.dirname, '..', '..', '..');
+const DAEMON = join(repo, 'packages', 'daemon', 'bin', 'virtkitd.js');
+const guest = join(repo, '.cache', 'test-guest');
+const hasGuest = existsSync(join(guest, 'manifest.json'));
+
+describe('the nodes config field', () => {
+  it('defaults to none and accepts local node URIs only, naming the entry at fault', () => {
+    expect(parseDaemonConfig({}, undefined).nodes).toEqual([]);
+    expect(parseDaemonConfig({ nodes: ['qemu:///system', 'test:///default'] }, '/x.json').nodes).toEqual(['qemu:///system', 'test:///default']);
+    expect(() => parseDaemonConfig({ nodes: 'qemu:///system' }, '/x.json')).toThrow(/\/nodes: must be a list/);
+    expect(() => parseDaemonConfig({ nodes: ['test:///default', 3] }, '/x.json')).toThrow(/\/nodes\/1: must be a node URI/);
+    expect(() => parseDaemonConfig({ nodes: ['not a uri'] }, '/x.json')).toThrow(/\/nodes\/0: uri "not a uri" is not a connection URI/);
+    expect(() => parseDaemonConfig({ nodes: ['qemu+tls://h/system'] }, '/x.json')).toThrow(/\/nodes\/0: .*not a local node/);
+    expect(() => parseDaemonConfig({ nodes: ['qemu://h/system'] }, '/x.json')).toThrow(/\/nodes\/0: .*not a local node/);
+    expect(() => parseDaemonConfig({ nodes: ['qemu+unix:///system'] }, '/x.json')).toThrow(/\/nodes\/0: .*not a local node/);
+    expect(() => parseDaemonConfig({ nodes: ['test:///default', 'test:///default'] }, '/x.json')).toThrow(/\/nodes\/1: .*listed twice/);
+  });
+});
+
+// Short paths: a unix socket path must stay under 108 bytes.
+const root = mkdtempSync('/tmp/vk-');
+const suffix = String(process.pid % 100000);
+const AUTO = `auto${suffix}`;
+const MANUAL = `manual${suffix}`;
+const hostOptions = () => ({
+  stateRoot: join(root, 'state'), runtimeRoot: join(root, 'run'), cacheDir: join(repo, '.cache', 'glue'),
+  pluginSearch: [join(repo, 'packages', 'cli')],
+});
+const adminSock = join(root, 'admin.sock');
+
+function vm(name: string) {
+  const disk = join(root, `${name}.qcow2`);
+  copyFileSync(join(guest, 'disk.qcow2'), disk);
+  return {
+    name, memoryMiB: 128, vcpus: 1,
+    os: { type: 'hvm', kernel: join(guest, 'vmlinuz'), initrd: join(guest, 'initramfs.cpio.gz'), cmdline: 'console=ttyS0 quiet panic=-1' },
+    devices: { disks: [{ source: disk, format: 'qcow2' }] },
+  };
+}
+
+/** The pids of the QEMU processes running the domain (its argv has `-name guest=NAME,...`). */
+const qemuPids = (name: string): number[] =>
+  spawnSync('pgrep', ['-f', `guest=${name},`], { encoding: 'utf8' }).stdout.split('\n').filter(Boolean).map(Number);
+
+async function until(what: string, f: () => boolean, ms = 30_000): Promise<void> {
+  const end = Date.now() + ms;
+  while (!f()) {
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+describe.skipIf(!hasGuest && !process.env.CI)('virtkitd autostart on qemu:///system', () => {
+  let child: ChildProcess | undefined;
+  let err = '';
+  let exit: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+  let remote: RemoteConnection | undefined;
+
+  beforeAll(async () => {
+    const host = await new Host(hostOptions()).init();
+    try {
+      const conn = await connect('qemu:///system', { host });
+      await conn.define(vm(AUTO));
+      await conn.define(vm(MANUAL));
+      await conn.setAutostart(AUTO, true);
+      await conn.close();
+    } finally {
+      await host.close();
+    }
+  });
+
+  afterAll(async () => {
+    remote?.close();
+    if (child && child.exitCode === null && child.signalCode === null) {
+      child.kill('SIGKILL');
+      await exit;
+    }
+    // The daemon left the VM running on purpose: stop it through core, as an admin would.
+    const host = await new Host(hostOptions()).init();
+    try {
+      const conn = await connect('qemu:///system', { host });
+      for (const d of await conn.listDomains()) await conn.destroy(d.name).catch(() => {});
+      await conn.close();
+    } finally {
+      await host.close();
+    }
+    for (const name of [AUTO, MANUAL]) for (const pid of qemuPids(name)) process.kill(pid, 'SIGKILL');
+    rmSync(root, { recursive: true, force: true });
+  });
+
+  it('starts the autostart domain at start, and leaves it running when it stops', async () => {
+    const config = join(root, 'virtkitd.json');
+    writeFileSync(config, JSON.stringify({
+      listen: [],
+      unix: { admin: adminSock, readOnly: join(root, 'ro.sock') },
+      host: { stateRoot: join(root, 'state'), runtimeRoot: join(root, 'run'), cacheDir: join(repo, '.cache', 'glue') },
+      nodes: ['qemu:///system'],
+    }));
+    child = spawn(process.execPath, [DAEMON, '--config', config], { cwd: root, stdio: ['ignore', 'ignore', 'pipe'] });
+    child.stderr!.setEncoding('utf8').on('data', (d: string) => (err += d));
+    exit = new Promise((r) => child!.on('exit', (code, signal) => r({ code, signal })));
+    let exited = false;
+    void exit.then(() => (exited = true));
+    await until('the autostart log line', () => exited || /"event":"autostart"/.test(err) || /"event":"autostart-failed"/.test(err), 60_000);
+    expect(exited, err).toBe(false);
+    expect(err).toMatch(/"event":"node-open"[^\n]*"node":"qemu:\/\/\/system"/);
+    expect(err).toContain(`"event":"autostart","node":"qemu:///system","domain":"${AUTO}"`);
+    expect(err).not.toMatch(/"event":"autostart-failed"/);
+    expect(err).not.toContain(`"domain":"${MANUAL}"`);
+
+    const pids = qemuPids(AUTO);
+    expect(pids).toHaveLength(1);
+    expect(qemuPids(MANUAL)).toEqual([]);
+
+    remote = await connectRemote(`qemu+unix:///system?socket=${adminSock}`, { keepaliveMs: 0 });
+    const list = await remote.listDomains({ all: true });
+    expect(list.find((d) => d.name === AUTO)).toMatchObject({ state: 'running', autostart: true });
+    expect(list.find((d) => d.name === MANUAL)).toMatchObject({ state: 'shut-off', autostart: false });
+    remote.close();
+    remote = undefined;
+
+    child.kill('SIGTERM');
+    expect(await exit, err).toEqual({ code: 0, signal: null });
+    expect(err).toMatch(/"event":"stopped"/);
+    expect(qemuPids(AUTO)).toEqual(pids); // detached, not stopped
+    expect(qemuPids(MANUAL)).toEqual([]);
+  }, 90_000);
+});
