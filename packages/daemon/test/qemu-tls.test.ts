@@ -1,0 +1,176 @@
+// End to end over mutual TLS: the BUILT virtkitd (run `pnpm build` first) serves
+// qemu:///system on 127.0.0.1 (port 0). An admin client drives a real tiny guest
+// (scripts/build-test-guest.sh, TCG where KVM is not usable) through its lifecycle, with
+// bigints intact over the wire and the events in order; a read-only client connected at the
+// same time can see the domain but not destroy it.
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { copyFileSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { connect, Host, VirtkitError, type DomainEvent } from '@virtkit/core';
+import { connectRemote, type RemoteConnection } from '@virtkit/rpc';
+import { initCa, issueClient, issueServer } from '@virtkit/transport-tls';
+
+const repo = join(import.meta.dirname, '..', '..', '..');
+const DAEMON = join(repo, 'packages', 'daemon', 'bin', 'virtkitd.js');
+const guest = join(repo, '.cache', 'test-guest');
+const hasGuest = existsSync(join(guest, 'manifest.json'));
+
+// Short paths: a unix socket path must stay under 108 bytes.
+const root = mkdtempSync('/tmp/vk-');
+const pki = join(root, 'pki');
+const NAME = `tls${process.pid % 100000}`;
+const serialLog = join(root, `${NAME}.serial.log`);
+const config = join(root, 'virtkitd.json');
+const hostOptions = () => ({
+  stateRoot: join(root, 'state'), runtimeRoot: join(root, 'run'), cacheDir: join(repo, '.cache', 'glue'),
+  pluginSearch: [join(repo, 'packages', 'cli')],
+});
+
+function vm(name: string) {
+  const disk = join(root, `${name}.qcow2`);
+  copyFileSync(join(guest, 'disk.qcow2'), disk);
+  return {
+    name, memoryMiB: 128, vcpus: 1,
+    os: { type: 'hvm', kernel: join(guest, 'vmlinuz'), initrd: join(guest, 'initramfs.cpio.gz'), cmdline: 'console=ttyS0 quiet panic=-1' },
+    devices: { disks: [{ source: disk, format: 'qcow2' }], serials: [{ logFile: serialLog }] },
+    driver: { qemu: { powerdownRetryMs: 300 } },
+  };
+}
+
+const serial = () => {
+  try {
+    return readFileSync(serialLog, 'utf8');
+  } catch {
+    return '';
+  }
+};
+
+/** The pids of the QEMU processes running the domain (its argv has `-name guest=NAME,...`). */
+const qemuPids = (name: string): number[] =>
+  spawnSync('pgrep', ['-f', `guest=${name},`], { encoding: 'utf8' }).stdout.split('\n').filter(Boolean).map(Number);
+
+async function until(what: string, f: () => boolean, ms = 30_000): Promise<void> {
+  const end = Date.now() + ms;
+  while (!f()) {
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 25));
+  }
+}
+
+interface Daemon {
+  child: ChildProcess;
+  port: number;
+  log: () => string;
+  exit: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+}
+let daemon: Daemon | undefined;
+const remotes: RemoteConnection[] = [];
+
+function startDaemon(): Promise<Daemon> {
+  const child = spawn(process.execPath, [DAEMON, '--config', config], { cwd: root, stdio: ['ignore', 'ignore', 'pipe'] });
+  let err = '';
+  const exit = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((r) => child.on('exit', (code, signal) => r({ code, signal })));
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`virtkitd did not listen within 15 s: ${err}`)), 15_000);
+    child.stderr!.setEncoding('utf8').on('data', (d: string) => {
+      err += d;
+      const m = /"event":"listen"[^\n]*"port":(\d+)/.exec(err);
+      if (m) {
+        clearTimeout(timer);
+        resolve({ child, port: Number(m[1]), log: () => err, exit });
+      }
+    });
+    void exit.then(({ code }) => reject(new Error(`virtkitd exited (${code}): ${err}`)));
+  });
+}
+
+const creds = (cn: string) => ({ ca: join(pki, 'ca-cert.pem'), cert: join(pki, 'clients', `${cn}-cert.pem`), key: join(pki, 'clients', `${cn}-key.pem`) });
+
+describe.skipIf(!hasGuest && !process.env.CI)('virtkitd serving qemu:///system over mutual TLS', () => {
+  afterAll(async () => {
+    for (const r of remotes) r.close();
+    if (daemon && daemon.child.exitCode === null && daemon.child.signalCode === null) {
+      daemon.child.kill('SIGKILL');
+      await daemon.exit;
+    }
+    const host = await new Host(hostOptions()).init();
+    try {
+      const conn = await connect('qemu:///system', { host });
+      for (const d of await conn.listDomains()) await conn.destroy(d.name).catch(() => {});
+      await conn.close();
+    } catch {
+      // the pgrep sweep below still ends any QEMU
+    } finally {
+      await host.close();
+    }
+    for (const pid of qemuPids(NAME)) process.kill(pid, 'SIGKILL');
+    rmSync(root, { recursive: true, force: true });
+  });
+
+  it('runs a real guest for an admin, and shows it to but keeps it from a read-only client', async () => {
+    await initCa(pki);
+    await issueServer(pki, { dnsNames: ['localhost'], ips: ['127.0.0.1'] });
+    for (const cn of ['admin', 'viewer']) await issueClient(pki, { commonName: cn });
+    writeFileSync(config, JSON.stringify({
+      listen: [{ host: '127.0.0.1', port: 0 }],
+      unix: { admin: false, readOnly: false },
+      pki: { ca: 'pki/ca-cert.pem', cert: 'pki/server-cert.pem', key: 'pki/server-key.pem' },
+      host: { stateRoot: join(root, 'state'), runtimeRoot: join(root, 'run'), cacheDir: join(repo, '.cache', 'glue') },
+      nodes: ['qemu:///system'],
+      access: { identities: [{ match: { cn: 'admin' }, role: 'admin' }, { match: { cn: 'viewer' }, role: 'read-only' }] },
+    }));
+    daemon = await startDaemon();
+    const uri = `qemu+tls://127.0.0.1:${daemon.port}/system`;
+    const dial = async (cn: string) => {
+      const r = await connectRemote(uri, { ...creds(cn), keepaliveMs: 0 });
+      remotes.push(r);
+      return r;
+    };
+    const admin = await dial('admin');
+    const viewer = await dial('viewer');
+    expect(admin.uri).toBe('qemu:///system');
+
+    const events = admin.events();
+    expect(await admin.define(vm(NAME))).toMatchObject({ name: NAME, state: 'shut-off' });
+    expect(await admin.start(NAME)).toMatchObject({ state: 'running' });
+    await until('the guest to be ready', () => serial().includes('VIRTKIT-GUEST-READY'));
+    const pids = qemuPids(NAME);
+    expect(pids).toHaveLength(1);
+    const info = await admin.info(NAME);
+    expect(info).toMatchObject({ state: 'running', vcpus: 1 });
+    expect(typeof info.cpuTimeNs).toBe('bigint');
+    expect(typeof info.memoryKib).toBe('bigint');
+    expect(info.memoryKib).toBe(128n * 1024n);
+    expect(info.cpuTimeNs).toBeGreaterThan(0n);
+
+    // The read-only client, connected all along, sees the domain running but may not destroy it.
+    expect((await viewer.listDomains()).find((d) => d.name === NAME)).toMatchObject({ state: 'running' });
+    expect(await viewer.info(NAME)).toMatchObject({ state: 'running' });
+    let denied: unknown;
+    await viewer.destroy(NAME).catch((e: unknown) => (denied = e));
+    expect(VirtkitError.is(denied)).toBe(true);
+    expect(denied).toMatchObject({ code: 'ACCESS_DENIED' });
+    expect(qemuPids(NAME)).toEqual(pids);
+    expect(await admin.info(NAME)).toMatchObject({ state: 'running' });
+
+    expect(await admin.suspend(NAME)).toMatchObject({ state: 'paused' });
+    expect(await admin.resume(NAME)).toMatchObject({ state: 'running' });
+    expect(await admin.shutdown(NAME, { timeoutMs: 20_000 })).toEqual({ state: 'shut-off', reason: 'shutdown' });
+    expect(await admin.info(NAME)).toMatchObject({ state: 'shut-off' });
+
+    const got: DomainEvent[] = [];
+    for await (const e of events) {
+      if (e.domain !== NAME) continue;
+      got.push(e);
+      if (got.length === 5) break;
+    }
+    expect(got.map((e) => e.kind)).toEqual(['defined', 'started', 'suspended', 'resumed', 'stopped']);
+    for (let i = 1; i < got.length; i++) expect(got[i]!.seq).toBeGreaterThan(got[i - 1]!.seq);
+    await until('the QEMU to exit', () => qemuPids(NAME).length === 0, 5000);
+
+    for (const r of remotes) r.close();
+    daemon.child.kill('SIGTERM');
+    expect(await daemon.exit, daemon.log()).toEqual({ code: 0, signal: null });
+  }, 60_000);
+});
