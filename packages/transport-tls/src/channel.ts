@@ -267,3 +267,19 @@ export class TlsChannel extends SocketChannel {
     super(socket, peerIdentityOf(socket), opts);
   }
 }
+
+/**
+ * Closes a listening server: its channels gracefully (each waits for its own close), then
+ * the connections that never became channels (still handshaking), then the server itself.
+ */
+export async function closeServer(server: { close(cb: () => void): unknown }, channels: Iterable<Channel & { once(ev: 'close', fn: () => void): unknown }>, sockets: Iterable<Socket>): Promise<void> {
+  const serverClosed = new Promise<void>((resolve) => server.close(() => resolve()));
+  await Promise.all(
+    [...channels].map((ch) => new Promise<void>((resolve) => {
+      ch.once('close', () => resolve());
+      ch.close();
+    })),
+  );
+  for (const s of sockets) s.destroy();
+  await serverClosed;
+}

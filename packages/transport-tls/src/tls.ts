@@ -1,6 +1,6 @@
 import type { Socket } from 'node:net';
 import * as tls from 'node:tls';
-import { type Channel, DEFAULT_IDLE_TIMEOUT_MS, TlsChannel } from './channel.js';
+import { type Channel, closeServer, DEFAULT_IDLE_TIMEOUT_MS, TlsChannel } from './channel.js';
 import { DEFAULT_MAX_FRAME_BYTES } from './framing.js';
 
 /** Default time allowed from TCP accept/connect to a completed TLS handshake. */
@@ -133,19 +133,7 @@ export async function listen(opts: ListenOptions): Promise<Listener> {
   return {
     port,
     close() {
-      closing ??= (async () => {
-        const serverClosed = new Promise<void>((resolve) => server.close(() => resolve()));
-        // Channels close gracefully (each destroys its socket after a short grace period).
-        await Promise.all(
-          [...channels].map((ch) => new Promise<void>((resolve) => {
-            ch.once('close', () => resolve());
-            ch.close();
-          })),
-        );
-        // What is left are connections still handshaking: drop them.
-        for (const raw of rawSockets) raw.destroy();
-        await serverClosed;
-      })();
+      closing ??= closeServer(server, channels, rawSockets);
       return closing;
     },
   };

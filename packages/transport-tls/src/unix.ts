@@ -5,7 +5,7 @@
 import { chmod, lstat, mkdir, unlink } from 'node:fs/promises';
 import * as net from 'node:net';
 import { dirname, join } from 'node:path';
-import { type Channel, DEFAULT_IDLE_TIMEOUT_MS, type PeerIdentity, SocketChannel } from './channel.js';
+import { type Channel, closeServer, DEFAULT_IDLE_TIMEOUT_MS, type PeerIdentity, SocketChannel } from './channel.js';
 import { DEFAULT_MAX_FRAME_BYTES } from './framing.js';
 import { TransportError } from './tls.js';
 
@@ -162,15 +162,7 @@ export async function listenUnix(opts: ListenUnixOptions): Promise<UnixListener>
     path,
     close() {
       closing ??= (async () => {
-        const serverClosed = new Promise<void>((resolve) => server.close(() => resolve()));
-        await Promise.all(
-          [...channels].map((ch) => new Promise<void>((resolve) => {
-            ch.once('close', () => resolve());
-            ch.close();
-          })),
-        );
-        for (const s of sockets) s.destroy();
-        await serverClosed;
+        await closeServer(server, channels, sockets);
         // node unlinks the socket on close; remove it if still there and still ours.
         try {
           if ((await lstat(path)).ino === ino) await unlink(path);
