@@ -2,18 +2,15 @@
 // starting their autostart domains: a real QEMU guest (scripts/build-test-guest.sh), under TCG
 // where KVM is not usable. The domains are defined in-process with core on the same state
 // root before the daemon starts, as an admin would have done earlier.
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { copyFileSync, existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { connect, Host } from '@virtkit/core';
 import { connectRemote, type RemoteConnection } from '@virtkit/rpc';
+import { DAEMON, hasGuest, hostOptions as hostOptionsAt, qemuPids, repo, tinyVm, until as untilFor } from './guest.js';
 import { parseDaemonConfig } from '../src/config.js';
 
-const repo = join(import.meta.dirname, '..', '..', '..');
-const DAEMON = join(repo, 'packages', 'daemon', 'bin', 'virtkitd.js');
-const guest = join(repo, '.cache', 'test-guest');
-const hasGuest = existsSync(join(guest, 'manifest.json'));
 
 describe('the nodes config field', () => {
   it('defaults to none and accepts local node URIs only, naming the entry at fault', () => {
@@ -34,33 +31,12 @@ const root = mkdtempSync('/tmp/vk-');
 const suffix = String(process.pid % 100000);
 const AUTO = `auto${suffix}`;
 const MANUAL = `manual${suffix}`;
-const hostOptions = () => ({
-  stateRoot: join(root, 'state'), runtimeRoot: join(root, 'run'), cacheDir: join(repo, '.cache', 'glue'),
-  pluginSearch: [join(repo, 'packages', 'cli')],
-});
 const adminSock = join(root, 'admin.sock');
 
-function vm(name: string) {
-  const disk = join(root, `${name}.qcow2`);
-  copyFileSync(join(guest, 'disk.qcow2'), disk);
-  return {
-    name, memoryMiB: 128, vcpus: 1,
-    os: { type: 'hvm', kernel: join(guest, 'vmlinuz'), initrd: join(guest, 'initramfs.cpio.gz'), cmdline: 'console=ttyS0 quiet panic=-1' },
-    devices: { disks: [{ source: disk, format: 'qcow2' }] },
-  };
-}
+const vm = (name: string) => tinyVm(root, name);
 
-/** The pids of the QEMU processes running the domain (its argv has `-name guest=NAME,...`). */
-const qemuPids = (name: string): number[] =>
-  spawnSync('pgrep', ['-f', `guest=${name},`], { encoding: 'utf8' }).stdout.split('\n').filter(Boolean).map(Number);
 
-async function until(what: string, f: () => boolean, ms = 30_000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!f()) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
+const until = (what: string, f: () => boolean, ms = 30000) => untilFor(what, f, ms, 50);
 
 describe.skipIf(!hasGuest && !process.env.CI)('virtkitd autostart on qemu:///system', () => {
   let child: ChildProcess | undefined;
@@ -69,7 +45,7 @@ describe.skipIf(!hasGuest && !process.env.CI)('virtkitd autostart on qemu:///sys
   let remote: RemoteConnection | undefined;
 
   beforeAll(async () => {
-    const host = await new Host(hostOptions()).init();
+    const host = await new Host(hostOptionsAt(root)).init();
     try {
       const conn = await connect('qemu:///system', { host });
       await conn.define(vm(AUTO));
@@ -88,7 +64,7 @@ describe.skipIf(!hasGuest && !process.env.CI)('virtkitd autostart on qemu:///sys
       await exit;
     }
     // The daemon left the VM running on purpose: stop it through core, as an admin would.
-    const host = await new Host(hostOptions()).init();
+    const host = await new Host(hostOptionsAt(root)).init();
     try {
       const conn = await connect('qemu:///system', { host });
       for (const d of await conn.listDomains()) await conn.destroy(d.name).catch(() => {});

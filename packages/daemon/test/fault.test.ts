@@ -4,42 +4,24 @@
 // usable) must survive; changes made through core while no daemon runs land in the node's
 // journal, and a client reconnecting to the restarted daemon with `since` = its last seq gets
 // exactly those events, once each, in order.
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { copyFileSync, existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { connect, Host, type DomainEvent } from '@virtkit/core';
 import { connectRemote, type RemoteConnection } from '@virtkit/rpc';
+import { DAEMON, hasGuest, hostOptions as hostOptionsAt, qemuPids, repo, tinyVm, until as untilFor } from './guest.js';
 
-const repo = join(import.meta.dirname, '..', '..', '..');
-const DAEMON = join(repo, 'packages', 'daemon', 'bin', 'virtkitd.js');
-const guest = join(repo, '.cache', 'test-guest');
-const hasGuest = existsSync(join(guest, 'manifest.json'));
 
 // Short paths: a unix socket path must stay under 108 bytes.
 const root = mkdtempSync('/tmp/vk-');
 const NAME = `fault${process.pid % 100000}`;
-const hostOptions = () => ({
-  stateRoot: join(root, 'state'), runtimeRoot: join(root, 'run'), cacheDir: join(repo, '.cache', 'glue'),
-  pluginSearch: [join(repo, 'packages', 'cli')],
-});
 const adminSock = join(root, 'admin.sock');
 const uri = `qemu+unix:///system?socket=${adminSock}`;
 const config = join(root, 'virtkitd.json');
 
-function vm(name: string) {
-  const disk = join(root, `${name}.qcow2`);
-  copyFileSync(join(guest, 'disk.qcow2'), disk);
-  return {
-    name, memoryMiB: 128, vcpus: 1,
-    os: { type: 'hvm', kernel: join(guest, 'vmlinuz'), initrd: join(guest, 'initramfs.cpio.gz'), cmdline: 'console=ttyS0 quiet panic=-1' },
-    devices: { disks: [{ source: disk, format: 'qcow2' }] },
-  };
-}
+const vm = (name: string) => tinyVm(root, name);
 
-/** The pids of the QEMU processes running the domain (its argv has `-name guest=NAME,...`). */
-const qemuPids = (name: string): number[] =>
-  spawnSync('pgrep', ['-f', `guest=${name},`], { encoding: 'utf8' }).stdout.split('\n').filter(Boolean).map(Number);
 
 interface Daemon {
   child: ChildProcess;
@@ -75,13 +57,7 @@ async function connectWhenUp(d: Daemon, ms = 30_000): Promise<RemoteConnection> 
   }
 }
 
-async function until(what: string, f: () => boolean, ms = 15_000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!f()) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
+const until = (what: string, f: () => boolean, ms = 15_000) => untilFor(what, f, ms, 20);
 
 describe.skipIf(!hasGuest && !process.env.CI)('virtkitd killed with SIGKILL on qemu:///system', () => {
   afterAll(async () => {
@@ -92,7 +68,7 @@ describe.skipIf(!hasGuest && !process.env.CI)('virtkitd killed with SIGKILL on q
         await d.exit;
       }
     }
-    const host = await new Host(hostOptions()).init();
+    const host = await new Host(hostOptionsAt(root)).init();
     try {
       const conn = await connect('qemu:///system', { host });
       for (const d of await conn.listDomains()) await conn.destroy(d.name).catch(() => {});
@@ -148,7 +124,7 @@ describe.skipIf(!hasGuest && !process.env.CI)('virtkitd killed with SIGKILL on q
     expect(qemuPids(NAME)).toEqual(pids);
 
     // 3. No daemon runs: change the node through core in-process (same host roots).
-    const host = await new Host(hostOptions()).init();
+    const host = await new Host(hostOptionsAt(root)).init();
     try {
       const conn = await connect('qemu:///system', { host });
       expect(await conn.suspend(NAME)).toMatchObject({ state: 'paused' });

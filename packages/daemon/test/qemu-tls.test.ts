@@ -3,18 +3,15 @@
 // (scripts/build-test-guest.sh, TCG where KVM is not usable) through its lifecycle, with
 // bigints intact over the wire and the events in order; a read-only client connected at the
 // same time can see the domain but not destroy it.
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { copyFileSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { connect, Host, VirtkitError, type DomainEvent } from '@virtkit/core';
 import { connectRemote, type RemoteConnection } from '@virtkit/rpc';
+import { DAEMON, hasGuest, hostOptions as hostOptionsAt, qemuPids, repo, tinyVm, until as untilFor } from './guest.js';
 import { initCa, issueClient, issueServer } from '@virtkit/transport-tls';
 
-const repo = join(import.meta.dirname, '..', '..', '..');
-const DAEMON = join(repo, 'packages', 'daemon', 'bin', 'virtkitd.js');
-const guest = join(repo, '.cache', 'test-guest');
-const hasGuest = existsSync(join(guest, 'manifest.json'));
 
 // Short paths: a unix socket path must stay under 108 bytes.
 const root = mkdtempSync('/tmp/vk-');
@@ -22,21 +19,8 @@ const pki = join(root, 'pki');
 const NAME = `tls${process.pid % 100000}`;
 const serialLog = join(root, `${NAME}.serial.log`);
 const config = join(root, 'virtkitd.json');
-const hostOptions = () => ({
-  stateRoot: join(root, 'state'), runtimeRoot: join(root, 'run'), cacheDir: join(repo, '.cache', 'glue'),
-  pluginSearch: [join(repo, 'packages', 'cli')],
-});
 
-function vm(name: string) {
-  const disk = join(root, `${name}.qcow2`);
-  copyFileSync(join(guest, 'disk.qcow2'), disk);
-  return {
-    name, memoryMiB: 128, vcpus: 1,
-    os: { type: 'hvm', kernel: join(guest, 'vmlinuz'), initrd: join(guest, 'initramfs.cpio.gz'), cmdline: 'console=ttyS0 quiet panic=-1' },
-    devices: { disks: [{ source: disk, format: 'qcow2' }], serials: [{ logFile: serialLog }] },
-    driver: { qemu: { powerdownRetryMs: 300 } },
-  };
-}
+const vm = (name: string) => tinyVm(root, name, { serialLog, driver: { qemu: { powerdownRetryMs: 300 } } });
 
 const serial = () => {
   try {
@@ -46,17 +30,8 @@ const serial = () => {
   }
 };
 
-/** The pids of the QEMU processes running the domain (its argv has `-name guest=NAME,...`). */
-const qemuPids = (name: string): number[] =>
-  spawnSync('pgrep', ['-f', `guest=${name},`], { encoding: 'utf8' }).stdout.split('\n').filter(Boolean).map(Number);
 
-async function until(what: string, f: () => boolean, ms = 30_000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!f()) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 25));
-  }
-}
+const until = (what: string, f: () => boolean, ms = 30_000) => untilFor(what, f, ms, 25);
 
 interface Daemon {
   child: ChildProcess;
@@ -94,7 +69,7 @@ describe.skipIf(!hasGuest && !process.env.CI)('virtkitd serving qemu:///system o
       daemon.child.kill('SIGKILL');
       await daemon.exit;
     }
-    const host = await new Host(hostOptions()).init();
+    const host = await new Host(hostOptionsAt(root)).init();
     try {
       const conn = await connect('qemu:///system', { host });
       for (const d of await conn.listDomains()) await conn.destroy(d.name).catch(() => {});
