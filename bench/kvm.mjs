@@ -11,7 +11,7 @@
 // fatal; only a measurement that could not run exits non-zero. Needs `pnpm build` and the
 // test guest (`bash scripts/build-test-guest.sh`) first. Every QEMU it starts is stopped
 // before it exits, also on an error or Ctrl-C.
-import { formatTable, median, quantile } from './table.mjs';
+import { formatTable, median, quantile, fmt } from './table.mjs';
 import { execFile, spawn } from 'node:child_process';
 import { closeSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { open as openFile, readdir, readFile, rename } from 'node:fs/promises';
@@ -135,13 +135,6 @@ process.on('exit', () => killLeftovers());
 // Statistics and formatting (as bench/run.mjs)
 
 
-function fmt(v, unit) {
-  if (v === undefined || v === null) return '—';
-  if (typeof v === 'string') return v;
-  if (!Number.isFinite(v)) return String(v);
-  const digits = v >= 100 ? 0 : v >= 10 ? 1 : v >= 1 ? 2 : 3;
-  return `${v.toFixed(digits)} ${unit}`;
-}
 
 const rows = [];
 const notes = [];

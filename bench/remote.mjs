@@ -9,7 +9,7 @@
 // virtkit's reply has, over @virtkit/transport-tls listen/connect (4-byte length + JSON frames).
 // Prints a table and writes bench/dist/remote-results.json. A missed target is reported, not
 // fatal; only a measurement that could not run exits non-zero. Needs `pnpm build` first.
-import { formatTable, median, quantile } from './table.mjs';
+import { formatTable, median, quantile, fmt } from './table.mjs';
 import { spawn } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, tmpdir } from 'node:os';
@@ -81,13 +81,6 @@ process.once('SIGINT', () => {
   process.exit(130);
 });
 
-function fmt(v, unit) {
-  if (v === undefined || v === null) return '—';
-  if (!Number.isFinite(v)) return String(v);
-  if (unit === '/s') return `${Math.round(v).toLocaleString('en-US')}/s`;
-  const digits = v >= 100 ? 0 : v >= 10 ? 1 : v >= 1 ? 2 : 3;
-  return `${v.toFixed(digits)} ${unit}`;
-}
 
 const rows = [];
 const notes = [];

@@ -7,7 +7,7 @@
 //   (c) info calls/s and latency through connect(), against a plain async function.
 // Prints a table and writes bench/results.json. A missed target is reported, not fatal; only
 // a measurement that could not run exits non-zero. Needs `pnpm build` first.
-import { formatTable, median, quantile } from './table.mjs';
+import { formatTable, median, quantile, fmt } from './table.mjs';
 import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
@@ -52,14 +52,6 @@ const tempDir = (prefix) => {
 // Statistics and formatting
 
 
-function fmt(v, unit) {
-  if (v === undefined || v === null) return '—';
-  if (typeof v === 'string') return v;
-  if (!Number.isFinite(v)) return String(v);
-  if (unit === '/s') return `${Math.round(v).toLocaleString('en-US')}/s`;
-  const digits = v >= 100 ? 0 : v >= 10 ? 1 : v >= 1 ? 2 : 3;
-  return `${v.toFixed(digits)} ${unit}`;
-}
 
 const rows = [];
 const notes = [];

@@ -12,6 +12,16 @@ export function quantile(xs, q) {
   return s[lo] + (s[hi] - s[lo]) * (i - lo);
 }
 
+/** A value with its unit, to a sensible number of digits; rates as thousands-separated /s. */
+export function fmt(v, unit) {
+  if (v === undefined || v === null) return '—';
+  if (typeof v === 'string') return v;
+  if (!Number.isFinite(v)) return String(v);
+  if (unit === '/s') return `${Math.round(v).toLocaleString('en-US')}/s`;
+  const digits = v >= 100 ? 0 : v >= 10 ? 1 : v >= 1 ? 2 : 3;
+  return `${v.toFixed(digits)} ${unit}`;
+}
+
 export function formatTable(rows, fmt, ratioDigits) {
   const head = ['metric', 'virtkit', 'floor/baseline', 'ratio', 'target', 'met?'];
   const body = rows.map((r) =>
