@@ -17,6 +17,7 @@ export const ErrorCodes = [
   'NOT_FOUND',
   'ALREADY_EXISTS',
   'INTERNAL',
+  'PROTOCOL_ERROR',
 ] as const;
 export type ErrorCode = (typeof ErrorCodes)[number];
 

@@ -5,6 +5,7 @@ import { randomUUID } from 'node:crypto';
 import { mkdir, readFile } from 'node:fs/promises';
 import { isAbsolute, join, resolve } from 'node:path';
 import { createConnection, type Socket } from 'node:net';
+import type { Duplex } from 'node:stream';
 import { GrantChecker } from '../plugins/grants.js';
 import { VirtkitError } from '../errors.js';
 import { ConfigValidator, type DomainConfig } from '../config/validate.js';
@@ -391,7 +392,7 @@ export class Connection {
    * endpoint, which must lie under the plugin's socket grants; the bytes never pass
    * through the driver.
    */
-  async console(name: string): Promise<Socket> {
+  async console(name: string): Promise<Duplex> {
     this.assertOpen();
     const d = await this.domain(name);
     if (!this.supports('console')) throw new VirtkitError('NO_SUPPORT', `the ${this.driver.name} driver has no console`);
