@@ -1,6 +1,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { once } from 'node:events';
+import { readFileSync } from 'node:fs';
 import { mkdir, mkdtemp, readdir, readFile, rm, stat, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -213,6 +214,30 @@ describe('FileStore', () => {
     expect(await s.lastSeq()).toBe(3);
     expect((await s.appendEvent(ev())).seq).toBe(4);
     expect((await s.getDomain('vm1'))?.config).toEqual({ a: 1 });
+    await s.close();
+  });
+
+  it('never reuses a seq after a reboot lost the journal tail (appends are not fsynced)', async () => {
+    const dir = await tempDir();
+    let s = await FileStore.open(dir);
+    for (let i = 0; i < 3; i++) await s.appendEvent(ev());
+    await s.close();
+    // The reservation is durable: the seqs this boot may hand out, ahead of the journal.
+    const reserved = JSON.parse(await readFile(join(dir, 'events.seq'), 'utf8')) as { boot: string; upTo: number };
+    expect(reserved.boot).toBe(readFileSync('/proc/sys/kernel/random/boot_id', 'utf8').trim());
+    expect(reserved.upTo).toBeGreaterThanOrEqual(3);
+    // Same boot: the journal is the truth (a process crash loses nothing), seqs stay consecutive.
+    s = await FileStore.open(dir);
+    expect((await s.appendEvent(ev())).seq).toBe(4);
+    await s.close();
+    // A power loss: another boot, and the page cache took events up to seq 4 with it.
+    await seedJournal(dir, 2);
+    await writeFile(join(dir, 'events.seq'), JSON.stringify({ boot: 'an-earlier-boot', upTo: reserved.upTo }));
+    s = await FileStore.open(dir);
+    const next = (await s.appendEvent(ev())).seq;
+    expect(next).toBe(reserved.upTo + 1);
+    expect((await s.appendEvent(ev())).seq).toBe(next + 1);
+    expect((await s.eventsSince(2)).map((e) => e.seq)).toEqual([next, next + 1]);
     await s.close();
   });
 

@@ -1,4 +1,5 @@
 import { mkdir, open, readdir, readFile, rm, stat, truncate, writeFile } from 'node:fs/promises';
+import { readFileSync } from 'node:fs';
 import { basename, join, resolve } from 'node:path';
 import { VirtkitError } from '../errors.js';
 import type { DomainEvent, DomainStatus, StoredDomain } from '../types.js';
@@ -16,6 +17,18 @@ interface JournalScan {
   lines: number;
   lastSeq: number;
 }
+
+/** Seqs reserved per durable write of events.seq. */
+const SEQ_BLOCK = 4096;
+
+/** This boot of the machine (Linux); '' elsewhere. */
+const BOOT_ID = (() => {
+  try {
+    return readFileSync('/proc/sys/kernel/random/boot_id', 'utf8').trim();
+  } catch {
+    return '';
+  }
+})();
 
 const NO_JOURNAL: JournalScan = { ino: 0, size: 0, mtimeMs: 0, cleanEnd: 0, lines: 0, lastSeq: 0 };
 
@@ -50,7 +63,8 @@ const LOCK_OPTIONS = {
 /**
  * Durable store for real nodes. Layout under dir:
  *   domains/<name>.json  one StoredDomain per file, replaced by one atomic rename
- *   events.jsonl         append-only journal, one event per line, fsynced per append
+ *   events.jsonl         append-only journal, one event per line (see appendEvent)
+ *   events.seq           the highest seq the journal may hold: {"boot", "upTo"}, fsynced
  *   .lock                proper-lockfile's lock, held by every writer (any process)
  * Nothing is cached but the journal's shape, so several processes can share a dir.
  */
@@ -65,6 +79,7 @@ export class FileStore implements StateStore {
    */
   readonly #pending: string;
   readonly #journal: string;
+  readonly #seqFile: string;
   readonly #local = new InProcessLock();
   #scan: JournalScan | undefined;
   #closed = false;
@@ -75,6 +90,7 @@ export class FileStore implements StateStore {
     this.#uuids = join(dir, 'uuids');
     this.#pending = join(dir, 'pending');
     this.#journal = join(dir, 'events.jsonl');
+    this.#seqFile = join(dir, 'events.seq');
   }
 
   static async open(dir: string): Promise<FileStore> {
@@ -94,6 +110,12 @@ export class FileStore implements StateStore {
       for (const f of await readdir(dir)) {
         if (f.startsWith('.') && f.endsWith('.tmp')) await rm(join(dir, f), { force: true });
       }
+    }
+    // Markers are written without the lock: only a temp file nobody touched for a minute is an orphan.
+    for (const f of await readdir(this.#pending)) {
+      if (!f.startsWith('.') || !f.endsWith('.tmp')) continue;
+      const st = await stat(join(this.#pending, f)).catch(() => undefined);
+      if (st && Date.now() - st.mtimeMs > 60_000) await rm(join(this.#pending, f), { force: true });
     }
   }
 
@@ -167,13 +189,16 @@ export class FileStore implements StateStore {
     });
   }
 
+  /**
+   * Advisory and per domain, so no store lock: the caller runs the domain's operations one at
+   * a time and has just read its record. Written whole (temp file, rename), not fsynced. A
+   * marker that outlives its domain (undefined by another process meanwhile) names a pid that
+   * is gone: ignored, and removed by the next connection that opens the node.
+   */
   async putPending(name: string, pending: StoredDomain['pending']): Promise<void> {
-    const file = this.#file(name);
-    await this.withLock(async () => {
-      if (!(await readJsonFile<StoredDomain>(file))) throw noDomain(name);
-      if (pending) await writeFile(this.#pendingFile(name), JSON.stringify(pending), { mode: 0o600 });
-      else await rm(this.#pendingFile(name), { force: true });
-    });
+    const file = this.#pendingFile(name);
+    if (pending) await writeFileAtomic(file, JSON.stringify(pending), 0o600, { durable: false });
+    else await rm(file, { force: true });
   }
 
   async putAutostart(name: string, on: boolean): Promise<void> {
@@ -218,12 +243,12 @@ export class FileStore implements StateStore {
     return this.withLock(async () => {
       const j = await this.#cleanJournal();
       // Explicit fields: nothing else a caller's object carries ends up on disk.
-      const stored: DomainEvent = { seq: j.lastSeq + 1, time: event.time, domain: event.domain, kind: event.kind, reason: event.reason, ...(event.detail ? { detail: event.detail } : {}) };
+      const stored: DomainEvent = { seq: await this.#nextSeq(j.lastSeq), time: event.time, domain: event.domain, kind: event.kind, reason: event.reason, ...(event.detail ? { detail: event.detail } : {}) };
       const fh = await open(this.#journal, 'a', 0o600);
       let st;
       try {
         await fh.write(JSON.stringify(stored) + '\n');
-        await fh.sync();
+        if (!BOOT_ID) await fh.sync();
         st = await fh.stat();
       } finally {
         await fh.close();
@@ -233,6 +258,28 @@ export class FileStore implements StateStore {
       if (this.#scan.lines > JOURNAL_MAX_EVENTS) await this.#compact();
       return stored;
     });
+  }
+
+  /**
+   * The seq for the next event. The journal is appended through the page cache (no fsync per
+   * event: it was most of a lifecycle call's bookkeeping), so a power loss may drop its last
+   * lines; a process crash cannot. A seq must never be handed out twice, though: a client
+   * that saw N resumes with since=N. So seqs are reserved in blocks, durably, with the boot
+   * they were reserved in; after a reboot the next seq starts above the whole last block,
+   * whatever the journal kept. Without a boot id (not Linux) every append is fsynced instead.
+   * Caller holds the lock.
+   */
+  async #nextSeq(lastSeq: number): Promise<number> {
+    let next = lastSeq + 1;
+    if (!BOOT_ID) return next;
+    const r = await readJsonFile<{ boot?: unknown; upTo?: unknown }>(this.#seqFile).catch(() => undefined);
+    const upTo = typeof r?.upTo === 'number' && Number.isSafeInteger(r.upTo) ? r.upTo : 0;
+    const sameBoot = r?.boot === BOOT_ID;
+    if (!sameBoot) next = Math.max(next, upTo + 1);
+    if (!sameBoot || next > upTo) {
+      await writeFileAtomic(this.#seqFile, JSON.stringify({ boot: BOOT_ID, upTo: next + SEQ_BLOCK - 1 }) + '\n');
+    }
+    return next;
   }
 
   async eventsSince(after: number): Promise<DomainEvent[]> {
