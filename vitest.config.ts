@@ -4,7 +4,7 @@ export default defineConfig({
   resolve: {
     // Driver code imports the host interface the component model provides; in-process
     // unit tests (driver-sdk/testing) get a fake instead.
-    alias: { 'virtkit:driver/host@0.1.0': new URL('./packages/driver-sdk/test/host-shim.ts', import.meta.url).pathname },
+    alias: { 'virtkit:driver/host@0.2.0': new URL('./packages/driver-sdk/test/host-shim.ts', import.meta.url).pathname },
   },
   test: {
     include: ['packages/*/test/**/*.test.ts', 'examples/*/test/**/*.test.ts'],

@@ -39,9 +39,15 @@ const toolchain = ['@bytecodealliance/jco', '@bytecodealliance/componentize-js']
   return `${p}@${JSON.parse(readFileSync(join(dir, 'package.json'), 'utf8')).version}`;
 });
 
+/** A fixture named world-X.Y.Z is built against the frozen WIT copy fixtures/wit-X.Y.Z (an old contract version). */
+function witOf(entry) {
+  const m = /\/fixtures\/plugins\/world-(\d+\.\d+\.\d+)\/driver\.ts$/.exec(entry);
+  return m ? join(root, dirname(dirname(dirname(entry))), `wit-${m[1]}`) : undefined;
+}
+
 function keyOf(entry) {
   const h = createHash('sha256').update(toolchain.join(',')).update(process.version).update(entry);
-  const inputs = [...files(dirname(join(root, entry))).filter((f) => f.endsWith('.ts')), ...files(join(root, 'packages/driver-sdk/src')), ...files(join(root, 'wit')), join(root, 'packages/driver-sdk/bundle.config.mjs')].sort();
+  const inputs = [...files(dirname(join(root, entry))).filter((f) => f.endsWith('.ts')), ...files(join(root, 'packages/driver-sdk/src')), ...files(witOf(entry) ?? join(root, 'wit')), join(root, 'packages/driver-sdk/bundle.config.mjs')].sort();
   for (const f of inputs) h.update(relative(root, f)).update(readFileSync(f));
   return h.digest('hex').slice(0, 32);
 }
@@ -59,7 +65,8 @@ function build(entry, out) {
   return new Promise((ok, fail) => {
     // A fixture named wasi-* keeps WASI imports, to test that the host refuses it.
     const keepWasi = /\/wasi-[^/]*\/driver\.ts$/.test(entry) ? ['--keep-wasi'] : [];
-    const child = spawn(process.execPath, [join(root, 'packages/driver-sdk/bin/virtkit-driver.js'), 'build', join(root, entry), '-o', cached, ...keepWasi], { stdio: ['ignore', 'ignore', 'pipe'] });
+    const wit = witOf(entry) ? ['--wit', witOf(entry)] : [];
+    const child = spawn(process.execPath, [join(root, 'packages/driver-sdk/bin/virtkit-driver.js'), 'build', join(root, entry), '-o', cached, ...keepWasi, ...wit], { stdio: ['ignore', 'ignore', 'pipe'] });
     let err = '';
     child.stderr.on('data', (d) => (err += d));
     child.on('close', (code) => {

@@ -1,6 +1,7 @@
 // @virtkit/core: the public API.
 export { connect, Connection, type ConnectOptions, type DomainSummary, type Capabilities } from './connection/connection.js';
 export { parseUri, type ParsedUri } from './connection/uri.js';
+export type { ExecOptions, ExecResult } from './connection/exec.js';
 export { Host, defaultHost, defaultRoots, TOKENS, type HostOptions, type LoadedPlugin, type PluginSummary } from './host.js';
 export { VirtkitError, ErrorCodes, type ErrorCode, type FieldError } from './errors.js';
 export { ConfigValidator, domainSchema, type DomainConfig } from './config/validate.js';

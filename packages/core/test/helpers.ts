@@ -4,7 +4,7 @@ import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { Host, type HostOptions } from '../src/index.js';
+import { Host, VirtkitError, type HostOptions } from '../src/index.js';
 
 export const here = dirname(fileURLToPath(import.meta.url));
 export const repoRoot = join(here, '..', '..', '..');
@@ -24,4 +24,14 @@ export async function testHost(opts: HostOptions = {}): Promise<Host> {
     pluginSearch: [join(repoRoot, 'packages', 'cli')],
     ...opts,
   }).init();
+}
+
+/** "CODE: message" of the VirtkitError `p` fails with ('resolved' if it does not fail). */
+export async function codeOf(p: Promise<unknown>): Promise<string> {
+  try {
+    await p;
+    return 'resolved';
+  } catch (e) {
+    return VirtkitError.is(e) ? `${e.code}: ${e.message}` : `untyped: ${String(e)}`;
+  }
 }

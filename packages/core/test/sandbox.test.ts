@@ -1,10 +1,10 @@
 // The Wasm driver host as a sandbox: grants, denials, stuck and trapping drivers,
 // refused plugins. Uses the fixture plugins in fixtures/plugins (built by `pnpm build`).
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { connect, discoverPlugins, TOKENS, VirtkitError, type Connection, type Host, type OperationRequest, type PluginPackage } from '../src/index.js';
-import { fixture, tempDir, testHost } from './helpers.js';
+import { connect, discoverPlugins, TOKENS, type Connection, type Host, type OperationRequest, type PluginPackage } from '../src/index.js';
+import { codeOf, fixture, tempDir, testHost } from './helpers.js';
 
 const EVIL_POLICY = { plugins: { 'virtkit-fixture-evil': { grants: 'requested' as const } } };
 
@@ -17,15 +17,6 @@ function request(kind: OperationRequest['kind'], args: Record<string, unknown> =
     status: { state: 'running', reason: 'booted' },
     args: JSON.stringify(args),
   };
-}
-
-async function codeOf(p: Promise<unknown>): Promise<string> {
-  try {
-    await p;
-    return 'resolved';
-  } catch (e) {
-    return VirtkitError.is(e) ? `${e.code}: ${e.message}` : `untyped: ${String(e)}`;
-  }
 }
 
 describe('sandboxed driver host', () => {
@@ -126,9 +117,34 @@ describe('plugin loading', () => {
   it('refuses a plugin built against a newer minor of the world', async () => {
     const host = await testHost({ pluginPaths: [fixture('future-minor')] });
     expect(await codeOf(host.plugins.forScheme('future-minor'))).toBe(
-      'PLUGIN_REFUSED: plugin virtkit-fixture-future-minor@0.0.1: built against virtkit:driver/hypervisor-driver@0.2.0, incompatible with this host\'s @0.1.0 (needs the same major and a minor no newer than 0.1)',
+      'PLUGIN_REFUSED: plugin virtkit-fixture-future-minor@0.0.1: built against virtkit:driver/hypervisor-driver@0.3.0, incompatible with this host\'s @0.2.0 (needs the same major and a minor no newer than 0.2)',
     );
     await host.close();
+  });
+
+  it('loads and runs a component built against the older 0.1.0 WIT (an additive minor keeps old drivers working)', async () => {
+    const logs: string[] = [];
+    const host = await testHost({ pluginPaths: [fixture('world-0.1.0')], onLog: (_p, level, m) => logs.push(`${level}: ${m}`) });
+    try {
+      const conn = await connect('world-old:///default', { host });
+      // It really is a 0.1.0 component, on a 0.2.0 host.
+      expect(conn.capabilities().plugin.world).toBe('virtkit:driver/hypervisor-driver@0.1.0');
+      expect(conn.capabilities().hostWorld).toBe('virtkit:driver/hypervisor-driver@0.2.0');
+      const loaded = await host.plugins.forScheme('world-old');
+      expect(readFileSync(loaded.pkg.componentPath).includes(Buffer.from('virtkit:driver/host@0.1.0'))).toBe(true);
+      expect(await conn.listDomains({ all: true })).toMatchObject([{ name: 'old', state: 'shut-off' }]);
+      // An operation with an effect round trip and a host import (log) works across versions.
+      expect(await conn.start('old')).toEqual({ state: 'running', reason: 'booted' });
+      expect(logs).toContain('info: starting old');
+      expect(await conn.destroy('old')).toEqual({ state: 'shut-off', reason: 'destroyed' });
+      // What 0.2.0 added is simply not supported by it.
+      expect(conn.supports('exec')).toBe(false);
+      await conn.start('old');
+      expect(await codeOf(conn.exec('old', ['true']))).toBe('NO_SUPPORT: the world-old driver does not support exec');
+      await conn.close();
+    } finally {
+      await host.close();
+    }
   });
 
   it('refuses a plugin built against another major of the world', async () => {

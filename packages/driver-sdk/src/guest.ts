@@ -3,7 +3,7 @@
 // typed effects (built with the helpers below) and returns an outcome; the host performs
 // the effects under the plugin's grant and feeds results back through `operation.next`.
 // Nothing here does I/O: the component has no way to.
-import { log as hostLog } from 'virtkit:driver/host@0.1.0';
+import { log as hostLog } from 'virtkit:driver/host@0.2.0';
 import type {
   DomainInfo,
   DomainRecord,
@@ -16,7 +16,7 @@ import type {
   EventTrigger,
   Outcome,
   Step,
-} from 'virtkit:driver/driver@0.1.0';
+} from 'virtkit:driver/driver@0.2.0';
 import type {
   ClockReading,
   DirEntry,
@@ -29,8 +29,8 @@ import type {
   FileStat,
   Signal,
   ProcessInfo,
-} from 'virtkit:driver/effects@0.1.0';
-import type { ErrorCode, LifecycleEvent } from 'virtkit:driver/types@0.1.0';
+} from 'virtkit:driver/effects@0.2.0';
+import type { ErrorCode, LifecycleEvent } from 'virtkit:driver/types@0.2.0';
 
 export type {
   DomainInfo, DomainRecord, DomainStatus, DriverDescription, NodeContext, NodeInfo, OperationKind,
@@ -110,15 +110,72 @@ export function decodeUtf8(bytes: Uint8Array): string {
   }
 }
 
+// Neither btoa/atob nor Buffer exist in the QuickJS guest: base64 by hand.
+const B64 = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/';
+
+export function encodeBase64(bytes: Uint8Array): string {
+  let out = '';
+  for (let i = 0; i < bytes.length; i += 3) {
+    const a = bytes[i]!, b = bytes[i + 1], c = bytes[i + 2];
+    out += B64[a >> 2]! + B64[((a & 3) << 4) | ((b ?? 0) >> 4)]!;
+    out += b === undefined ? '=' : B64[((b & 15) << 2) | ((c ?? 0) >> 6)]!;
+    out += c === undefined ? '=' : B64[c & 63]!;
+  }
+  return out;
+}
+
+export function decodeBase64(text: string): Uint8Array {
+  const clean = text.replace(/=+$/, '');
+  if (!/^[A-Za-z0-9+/]*$/.test(clean) || clean.length % 4 === 1) throw new DriverError('invalid-config', 'data is not valid base64');
+  const out = new Uint8Array(Math.floor((clean.length * 3) / 4));
+  let bits = 0, acc = 0, n = 0;
+  for (let i = 0; i < clean.length; i++) {
+    acc = (acc << 6) | B64.indexOf(clean[i]!);
+    bits += 6;
+    if (bits >= 8) {
+      bits -= 8;
+      out[n++] = (acc >> bits) & 0xff;
+    }
+  }
+  return out;
+}
+
+/** The arguments of an `exec` operation (since world 0.2.0), decoded. The host has validated them. */
+export interface ExecArgs {
+  argv: string[];
+  env: Record<string, string>;
+  cwd?: string;
+  stdin?: Uint8Array;
+  timeoutMs?: number;
+}
+
+export function execArgs(args: Record<string, unknown>): ExecArgs {
+  const argv = args.argv;
+  if (!Array.isArray(argv) || argv.length === 0 || !argv.every((a) => typeof a === 'string')) throw new DriverError('invalid-config', 'argv must be a non-empty array of strings');
+  return {
+    argv: argv as string[],
+    env: (args.env ?? {}) as Record<string, string>,
+    cwd: typeof args.cwd === 'string' ? args.cwd : undefined,
+    stdin: typeof args.stdin === 'string' ? decodeBase64(args.stdin) : undefined,
+    timeoutMs: typeof args.timeoutMs === 'number' ? args.timeoutMs : undefined,
+  };
+}
+
+/** The payload an `exec` operation returns: `return { payload: execResult(yield* fx.run(...)) }`. */
+export function execResult(r: { code?: number | null; signal?: string | null; stdout: Uint8Array | string; stderr: Uint8Array | string; truncated?: boolean }) {
+  const bytes = (b: Uint8Array | string) => (typeof b === 'string' ? encodeUtf8(b) : b);
+  return { exitCode: r.code ?? null, signal: r.signal ?? null, stdout: encodeBase64(bytes(r.stdout)), stderr: encodeBase64(bytes(r.stderr)), truncated: r.truncated ?? false };
+}
+
 /** Typed effect helpers: `const t = yield* fx.clock()`. */
 export const fx = {
   /** Run a program to completion; resolves with its exit status and bounded output. */
-  *run(executable: string, args: string[], opts: { env?: Record<string, string>; cwd?: string; stdin?: string; maxOutputBytes?: number; timeoutMs?: number } = {}): EffectGen<ExitStatus> {
+  *run(executable: string, args: string[], opts: { env?: Record<string, string>; cwd?: string; stdin?: string | Uint8Array; maxOutputBytes?: number; timeoutMs?: number } = {}): EffectGen<ExitStatus> {
     const r = yield* perform({
       tag: 'spawn',
       val: {
         executable, args, env: env(opts.env), cwd: opts.cwd,
-        mode: { tag: 'run', val: { stdin: opts.stdin === undefined ? undefined : encodeUtf8(opts.stdin), maxOutputBytes: opts.maxOutputBytes ?? 65536, timeoutMs: opts.timeoutMs ?? 30000 } },
+        mode: { tag: 'run', val: { stdin: opts.stdin === undefined ? undefined : typeof opts.stdin === 'string' ? encodeUtf8(opts.stdin) : opts.stdin, maxOutputBytes: opts.maxOutputBytes ?? 65536, timeoutMs: opts.timeoutMs ?? 30000 } },
       },
     }, 'exited');
     return r.val;

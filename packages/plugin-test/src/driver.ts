@@ -2,7 +2,7 @@
 // Like libvirt's test driver, a node starts with one running domain `test`, or with the
 // node a JSON document describes (test:///ABSOLUTE/PATH.json). Domains do nothing but
 // change state; CPU time advances while they run. The host keeps all state, per connection.
-import { defineDriver, fx, DriverError, type OperationContext, type DomainStatus, type NodeInfo, type DomainRecord } from '@virtkit/driver-sdk/guest';
+import { defineDriver, fx, DriverError, execArgs, execResult, type OperationContext, type DomainStatus, type NodeInfo, type DomainRecord, type EffectGen } from '@virtkit/driver-sdk/guest';
 
 interface Config {
   name: string;
@@ -200,8 +200,70 @@ export const driver = defineDriver({
     *'node-info'() {
       return { node: DEFAULT_NODE };
     },
+
+    // A fake: the domain runs no programs, so exec understands a tiny command set (see
+    // FAKE_COMMANDS and the README) for applications to test their exec flows.
+    *exec(ctx) {
+      return { payload: execResult(yield* fakeCommand(execArgs(ctx.args))) };
+    },
   },
 });
+
+type FakeResult = { code: number | null; signal?: string; stdout?: string | Uint8Array; stderr?: string };
+
+/**
+ * The commands `exec` knows on test:// domains. Anything else exits 127 with
+ * "NAME: command not found" on stderr, as a shell would.
+ */
+const FAKE_COMMANDS: Record<string, (args: string[], x: ReturnType<typeof execArgs>) => EffectGen<FakeResult>> = {
+  *echo(args) {
+    return { code: 0, stdout: `${args.join(' ')}\n` };
+  },
+  *true() {
+    return { code: 0 };
+  },
+  *false() {
+    return { code: 1 };
+  },
+  *exit(args) {
+    const n = Number(args[0] ?? '0');
+    if (!Number.isInteger(n) || n < 0 || n > 255) return { code: 2, stderr: `exit: ${args[0]}: numeric argument 0..255 required\n` };
+    return { code: n };
+  },
+  *cat(_args, x) {
+    return { code: 0, stdout: x.stdin ?? new Uint8Array(0) };
+  },
+  *env(_args, x) {
+    return { code: 0, stdout: Object.keys(x.env).sort().map((k) => `${k}=${x.env[k]}\n`).join('') };
+  },
+  *pwd(_args, x) {
+    return { code: 0, stdout: `${x.cwd ?? '/'}\n` };
+  },
+  // `sleep MS`: takes that long (timeoutMs kills it: signal SIGKILL, no exit code).
+  *sleep(args, x) {
+    const ms = Number(args[0] ?? '0');
+    if (!Number.isInteger(ms) || ms < 0) return { code: 1, stderr: `sleep: invalid time interval ${JSON.stringify(args[0])}\n` };
+    if (x.timeoutMs !== undefined && x.timeoutMs < ms) {
+      yield* fx.sleep(x.timeoutMs);
+      return { code: null, signal: 'SIGKILL' };
+    }
+    yield* fx.sleep(ms);
+    return { code: 0 };
+  },
+  // `kill SIGNAL`: the command dies of that signal (e.g. kill SIGTERM).
+  *kill(args) {
+    const sig = args[0] ?? 'SIGTERM';
+    return { code: null, signal: sig.startsWith('SIG') ? sig : `SIG${sig}` };
+  },
+};
+
+function* fakeCommand(x: ReturnType<typeof execArgs>): EffectGen<{ code: number | null; signal: string | null; stdout: Uint8Array | string; stderr: string }> {
+  const [cmd, ...args] = x.argv;
+  const run = Object.prototype.hasOwnProperty.call(FAKE_COMMANDS, cmd!) ? FAKE_COMMANDS[cmd!] : undefined;
+  if (!run) return { code: 127, signal: null, stdout: '', stderr: `${cmd}: command not found\n` };
+  const r = yield* run(args, x);
+  return { code: r.code, signal: r.signal ?? null, stdout: r.stdout ?? '', stderr: r.stderr ?? '' };
+}
 
 function rebooted(ctx: Ctx) {
   return { status: running('booted'), runtime: ctx.runtime, events: [{ domain: ctx.domain!, kind: 'rebooted' as const, reason: 'booted' as const }] };

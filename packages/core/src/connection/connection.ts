@@ -17,6 +17,7 @@ import { MemoryStore } from '../store/memory-store.js';
 import type { StateStore } from '../store/store.js';
 import type { DomainEvent, DomainInfo, DomainState, DomainStatus, DriverDescription, EventTrigger, NodeInfo, OperationKind, OperationRequest, Outcome, StoredDomain } from '../types.js';
 import { parseUri, type ParsedUri } from './uri.js';
+import { execArgs, execResult, type ExecOptions, type ExecResult } from './exec.js';
 
 export interface ConnectOptions {
   /** The host to load plugins in (default: one per process). */
@@ -422,6 +423,21 @@ export class Connection {
         reject(new VirtkitError('IO_ERROR', `console of ${name}: ${e.message}`, { cause: e }));
       });
     });
+  }
+
+  /**
+   * Runs a command inside a running domain (containers: lxc-attach) and waits for it; its
+   * exit code or signal and its bounded output come back. Not queued behind the domain's
+   * lifecycle jobs (as `incus exec`): a long command does not hold up a shutdown.
+   */
+  async exec(name: string, argv: string[], opts: ExecOptions = {}): Promise<ExecResult> {
+    this.assertOpen();
+    const args = execArgs(argv, opts);
+    const d = await this.domain(name);
+    if (!this.supports('exec')) throw new VirtkitError('NO_SUPPORT', `the ${this.driver.name} driver does not support exec`);
+    if (d.status.state !== 'running' && d.status.state !== 'blocked') throw new VirtkitError('OPERATION_INVALID', `cannot exec in domain ${name}: it is not running (state ${d.status.state})`);
+    const out = await this.run({ kind: 'exec', domain: d, args }, { signal: opts.signal });
+    return execResult(this.driver.name, out.payload);
   }
 
   /** The persistent config, or with `live` the one the running domain was started with. */

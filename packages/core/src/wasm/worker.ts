@@ -55,8 +55,9 @@ const hostImports = {
     post({ t: 'log', level, message: String(message).slice(0, 8192) });
   },
 };
-// jco 1.35 keys imports without the version in its JS but with it in its types: give both.
-const imports = { 'virtkit:driver/host': hostImports, 'virtkit:driver/host@0.1.0': hostImports };
+// jco 1.35 keys imports without the version in its JS but with it in its types: give both,
+// for every world minor this host loads (a 0.1.0 component imports host@0.1.0).
+const imports = { 'virtkit:driver/host': hostImports, 'virtkit:driver/host@0.1.0': hostImports, 'virtkit:driver/host@0.2.0': hostImports };
 
 // A restarted worker gets the modules an earlier one compiled (a 'modules' message, which
 // may come before our listener below exists: ports queue until then); the first compiles

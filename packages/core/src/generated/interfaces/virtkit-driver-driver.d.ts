@@ -1,4 +1,4 @@
-/** @module Interface virtkit:driver/driver@0.1.0 **/
+/** @module Interface virtkit:driver/driver@0.2.0 **/
 export function describe(): DriverDescription;
 export type DomainStatus = import('./virtkit-driver-types.js').DomainStatus;
 export type DomainInfo = import('./virtkit-driver-types.js').DomainInfo;
@@ -49,8 +49,17 @@ export type ExitStatus = import('./virtkit-driver-effects.js').ExitStatus;
  * 
  * Name the endpoint of the domain's console (payload {"socket": path}); the host
  * proxies the byte stream, it never passes through the driver.
+ * ## `"exec"`
+ * 
+ * Since 0.2.0. Run a command inside the running domain (containers: lxc-attach) and
+ * wait for it. `args`: {"argv": [string, ...] (non-empty), "env"?: {NAME: value},
+ * "cwd"?: string, "stdin"?: base64 string, "timeoutMs"?: number}. Outcome payload:
+ * {"exitCode": number | null, "signal": string | null (e.g. "SIGKILL"), "stdout": base64,
+ * "stderr": base64, "truncated": bool (output beyond the driver's bound was dropped)}.
+ * The host validates the args and runs exec outside the domain's lifecycle job queue:
+ * a long command does not hold up a shutdown.
  */
-export type OperationKind = 'open' | 'define' | 'undefine' | 'start' | 'shutdown' | 'destroy' | 'reboot' | 'reset' | 'suspend' | 'resume' | 'info' | 'node-info' | 'handle-event' | 'reattach' | 'console';
+export type OperationKind = 'open' | 'define' | 'undefine' | 'start' | 'shutdown' | 'destroy' | 'reboot' | 'reset' | 'suspend' | 'resume' | 'info' | 'node-info' | 'handle-event' | 'reattach' | 'console' | 'exec';
 export interface DriverDescription {
   name: string,
   version: string,

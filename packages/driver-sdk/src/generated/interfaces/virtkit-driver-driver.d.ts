@@ -1,15 +1,15 @@
 /// <reference path="./virtkit-driver-effects.d.ts" />
 /// <reference path="./virtkit-driver-types.d.ts" />
-declare module 'virtkit:driver/driver@0.1.0' {
+declare module 'virtkit:driver/driver@0.2.0' {
   export function describe(): DriverDescription;
-  export type DomainStatus = import('virtkit:driver/types@0.1.0').DomainStatus;
-  export type DomainInfo = import('virtkit:driver/types@0.1.0').DomainInfo;
-  export type NodeInfo = import('virtkit:driver/types@0.1.0').NodeInfo;
-  export type Error = import('virtkit:driver/types@0.1.0').Error;
-  export type LifecycleEvent = import('virtkit:driver/types@0.1.0').LifecycleEvent;
-  export type Effect = import('virtkit:driver/effects@0.1.0').Effect;
-  export type EffectOutcome = import('virtkit:driver/effects@0.1.0').EffectOutcome;
-  export type ExitStatus = import('virtkit:driver/effects@0.1.0').ExitStatus;
+  export type DomainStatus = import('virtkit:driver/types@0.2.0').DomainStatus;
+  export type DomainInfo = import('virtkit:driver/types@0.2.0').DomainInfo;
+  export type NodeInfo = import('virtkit:driver/types@0.2.0').NodeInfo;
+  export type Error = import('virtkit:driver/types@0.2.0').Error;
+  export type LifecycleEvent = import('virtkit:driver/types@0.2.0').LifecycleEvent;
+  export type Effect = import('virtkit:driver/effects@0.2.0').Effect;
+  export type EffectOutcome = import('virtkit:driver/effects@0.2.0').EffectOutcome;
+  export type ExitStatus = import('virtkit:driver/effects@0.2.0').ExitStatus;
   /**
    * Every operation the host can ask for. A driver lists those it implements in
    * `describe`; the host answers NO_SUPPORT for the others without calling the driver.
@@ -51,8 +51,17 @@ declare module 'virtkit:driver/driver@0.1.0' {
    * 
    * Name the endpoint of the domain's console (payload {"socket": path}); the host
    * proxies the byte stream, it never passes through the driver.
+   * ## `"exec"`
+   * 
+   * Since 0.2.0. Run a command inside the running domain (containers: lxc-attach) and
+   * wait for it. `args`: {"argv": [string, ...] (non-empty), "env"?: {NAME: value},
+   * "cwd"?: string, "stdin"?: base64 string, "timeoutMs"?: number}. Outcome payload:
+   * {"exitCode": number | null, "signal": string | null (e.g. "SIGKILL"), "stdout": base64,
+   * "stderr": base64, "truncated": bool (output beyond the driver's bound was dropped)}.
+   * The host validates the args and runs exec outside the domain's lifecycle job queue:
+   * a long command does not hold up a shutdown.
    */
-  export type OperationKind = 'open' | 'define' | 'undefine' | 'start' | 'shutdown' | 'destroy' | 'reboot' | 'reset' | 'suspend' | 'resume' | 'info' | 'node-info' | 'handle-event' | 'reattach' | 'console';
+  export type OperationKind = 'open' | 'define' | 'undefine' | 'start' | 'shutdown' | 'destroy' | 'reboot' | 'reset' | 'suspend' | 'resume' | 'info' | 'node-info' | 'handle-event' | 'reattach' | 'console' | 'exec';
   export interface DriverDescription {
     name: string,
     version: string,

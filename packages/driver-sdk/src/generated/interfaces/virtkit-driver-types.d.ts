@@ -1,4 +1,4 @@
-declare module 'virtkit:driver/types@0.1.0' {
+declare module 'virtkit:driver/types@0.2.0' {
   /**
    * What a domain is doing, as libvirt's virDomainState.
    * # Variants
