@@ -2,12 +2,13 @@
 // A fresh tree is built for every command of an invocation (commander keeps parsed
 // option values in the tree).
 import { readFile } from 'node:fs/promises';
+import { constants as osConstants } from 'node:os';
 import { Command, InvalidArgumentError } from 'commander';
 import { VirtkitError, type Connection, type DomainEvent, type DomainStatus } from '@virtkit/core';
 import { cpuRanges, eventLine, keyValues, stateText, table, toJson } from './format.js';
 import { parseJsonText } from './json-text.js';
 import { addPkiVerbs } from './pki.js';
-import type { ErrorContext } from './report.js';
+import { EXIT, type ErrorContext } from './report.js';
 import type { CommandContext, Session } from './session.js';
 
 /** Option value parser: an integer >= min. */
@@ -18,6 +19,20 @@ export function integer(what: string, min = 0) {
     }
     return Number(v);
   };
+}
+
+/** Option value parser for a repeatable --env K=V: collects into one object. */
+function envPair(v: string, all: Record<string, string>): Record<string, string> {
+  const eq = v.indexOf('=');
+  if (eq <= 0) throw new InvalidArgumentError(`--env takes NAME=VALUE, not ${JSON.stringify(v)}`);
+  return { ...all, [v.slice(0, eq)]: v.slice(eq + 1) };
+}
+
+/** virtkit's exit code for a command run by exec: its own, or 128 + the signal number (as a shell does). */
+export function execExitCode(r: { exitCode: number | null; signal: string | null }): number {
+  if (r.exitCode !== null) return r.exitCode;
+  const n = r.signal ? (osConstants.signals as Record<string, number | undefined>)[r.signal] : undefined;
+  return n !== undefined ? 128 + n : EXIT.FAILED;
 }
 
 /** Lifecycle verbs: [verb, description, what the success message says]. */
@@ -209,6 +224,7 @@ export function buildVerbs(s: Session, ctx: CommandContext, failing: ErrorContex
       const input = process.stdin;
       const interactive = opts.stdin !== false;
       if (!json(opts) && input.isTTY) s.io.err(`Connected to domain ${name}; escape character is ^]`);
+      let failed: Error | undefined;
       await new Promise<void>((resolve) => {
         const done = () => {
           sock.destroy();
@@ -230,6 +246,11 @@ export function buildVerbs(s: Session, ctx: CommandContext, failing: ErrorContex
         };
         sock.on('data', (d: Buffer) => (json(opts) ? s.printJson({ domain: name, data: d.toString('utf8') }) : process.stdout.write(d)));
         sock.once('close', done);
+        // A stream that fails (the daemon lost, the socket reset) ends the console with the reason.
+        sock.once('error', (e: Error) => {
+          failed = e;
+          done();
+        });
         ctx.signal.addEventListener('abort', done, { once: true });
         if (interactive) {
           if (input.isTTY) input.setRawMode(true);
@@ -237,6 +258,35 @@ export function buildVerbs(s: Session, ctx: CommandContext, failing: ErrorContex
           input.resume();
         }
       });
+      if (failed) throw failed;
+    });
+
+  named(verb('exec', "Run a command inside a running domain: virtkit exec NAME -- CMD [ARGS...]; exits with the command's exit code"))
+    .argument('<command...>', "the command and its arguments (after '--' when they start with '-')")
+    .option('--env <K=V>', 'set a variable in the command\'s environment (repeatable)', envPair, {} as Record<string, string>)
+    .option('--cwd <dir>', 'absolute working directory inside the domain')
+    .option('--timeout <ms>', 'kill the command after this long', integer('--timeout', 1))
+    .option('--stdin', 'send standard input (read to its end) to the command')
+    .action(async (name: string, argv: string[], opts: { json?: boolean; env: Record<string, string>; cwd?: string; timeout?: number; stdin?: boolean }) => {
+      note('exec', name);
+      const conn = await s.connection();
+      const stdin = opts.stdin ? await s.io.readStdin() : undefined;
+      const r = await conn.exec(name, argv, {
+        env: opts.env,
+        signal: ctx.signal,
+        ...(opts.cwd !== undefined ? { cwd: opts.cwd } : {}),
+        ...(opts.timeout !== undefined ? { timeoutMs: opts.timeout } : {}),
+        ...(stdin !== undefined ? { stdin } : {}),
+      });
+      if (json(opts)) {
+        const utf8 = (b: Uint8Array) => Buffer.from(b.buffer, b.byteOffset, b.byteLength).toString('utf8');
+        s.printJson({ exitCode: r.exitCode, signal: r.signal, stdout: utf8(r.stdout), stderr: utf8(r.stderr), truncated: r.truncated });
+      } else {
+        process.stdout.write(r.stdout);
+        process.stderr.write(r.stderr);
+        if (r.truncated) s.io.err(`virtkit: the output of the command in ${name} was truncated`);
+      }
+      failing.exitCode = execExitCode(r);
     });
 
   verb('nodeinfo', 'Show the node: CPUs, memory, NUMA cells, hypervisor').action(async (opts: { json?: boolean }) => {
@@ -267,7 +317,8 @@ export function buildVerbs(s: Session, ctx: CommandContext, failing: ErrorContex
   verb('capabilities', "Show the driver: name, version, URI schemes, operations, features, host world").action(async (opts: { json?: boolean }) => {
     note('capabilities');
     const conn = await s.connection();
-    const c = conn.capabilities();
+    // A promise through the daemon (answered remotely), the value itself locally.
+    const c = await conn.capabilities();
     if (json(opts)) {
       s.printJson(c);
       return;

@@ -166,15 +166,15 @@ export function tlsFiles(env: NodeJS.ProcessEnv = process.env): { ca: string; ce
 
 /**
  * A node through virtkitd (DRIVER+tls:// with the tlsFiles() certificates, or DRIVER+unix://
- * with none), shaped as the Connection the verbs use. What the daemon does
- * not offer (console, job listing, the synchronous capabilities/supports) fails with NO_SUPPORT; Ctrl-C and --timeout stop waiting for a call (the
- * daemon finishes it).
+ * with none), shaped as the Connection the verbs use. `capabilities` answers a promise here
+ * (the verbs await it); `console` is the daemon's stream (feature 'streams'). What the daemon
+ * does not offer (job listing, the synchronous `supports`) answers empty/false; Ctrl-C and
+ * --timeout stop waiting for a call (the daemon finishes it).
  */
 async function openRemoteNode(uri: string): Promise<Connection> {
   const { connectRemote } = await import('@virtkit/rpc');
   const parsed = parseUri(uri);
   const remote: RemoteConnection = await connectRemote(uri, parsed.transport === 'unix' ? {} : tlsFiles());
-  const noSupport = (what: string) => new VirtkitError('NO_SUPPORT', `${what} is not available over ${parsed.driver}+${parsed.transport ?? 'tls'}:// yet`);
   const watched = <T>(p: Promise<T>, signal?: AbortSignal): Promise<T> => {
     if (!signal) return p;
     if (signal.aborted) return Promise.reject(signal.reason);
@@ -211,13 +211,9 @@ async function openRemoteNode(uri: string): Promise<Connection> {
       }
       return remote.events({ since: o.since, signal: o.signal });
     },
-    capabilities(): never {
-      throw noSupport('capabilities');
-    },
+    capabilities: () => remote.capabilities(),
     supports: () => false,
-    console: async (): Promise<never> => {
-      throw noSupport('console');
-    },
+    console: (name: string) => remote.console(name),
     listJobs: () => [],
     cancelJob: () => false,
     close: async () => remote.close(),

@@ -7,7 +7,8 @@ import type { IdentityRule, Role } from './config.js';
 export type Permission = 'read' | 'lifecycle' | 'admin';
 
 const READ = ['listDomains', 'info', 'getConfig', 'nodeInfo', 'capabilities', 'supports', 'events.subscribe'];
-const LIFECYCLE = ['start', 'shutdown', 'destroy', 'reboot', 'reset', 'suspend', 'resume'];
+// console: operator-level on the domain (a console can log in, like libvirt's domain.open-console).
+const LIFECYCLE = ['start', 'shutdown', 'destroy', 'reboot', 'reset', 'suspend', 'resume', 'console'];
 
 /** The permission a method needs; methods not listed (define, undefine, setAutostart, future ones) need admin. */
 export function permissionOf(method: string): Permission {

@@ -1,7 +1,9 @@
 // The client side: a Connection-shaped object whose methods run on a remote daemon.
+import { Duplex } from 'node:stream';
 import { ErrorCodes, VirtkitError, type Capabilities, type DomainConfig, type DomainEvent, type DomainInfo, type DomainStatus, type DomainSummary, type ErrorCode, type FieldError, type NodeInfo } from '@virtkit/core';
 import type { RpcChannel } from './channel.js';
 import { decodeValue, encodeValue, FEATURES, isObject, PROTOCOL_VERSIONS, SUBSCRIBE_EVENTS } from './protocol.js';
+import { decodeData, Inbox, isStreamId, Outbox, STREAMS_FEATURE, type StreamFrame } from './stream.js';
 
 /** Default interval between keepalive pings. */
 export const DEFAULT_KEEPALIVE_MS = 10_000;
@@ -20,12 +22,108 @@ interface Pending {
   method: string;
   resolve(v: unknown): void;
   reject(e: unknown): void;
+  /** Runs on the result as it arrives, before any later frame is read (a stream must exist before its data). */
+  opened?(v: unknown): unknown;
+}
+
+/**
+ * The client end of a stream: a Duplex like the net.Socket a local console gives. Writes are
+ * sent within the daemon's credit (write() returns false and 'drain' follows, as for a
+ * socket); received bytes are acknowledged once the reader takes them, so a reader that does
+ * not read stops the daemon from reading its source. Ends with the session.
+ */
+export class RemoteStream extends Duplex {
+  private readonly out: Outbox;
+  private readonly in: Inbox;
+  /** Bytes pushed while the readable buffer was full: acknowledged when the reader asks for more. */
+  private deferred = 0;
+  private remoteClosed = false;
+
+  /** @internal opened by RemoteConnection */
+  constructor(
+    readonly sid: number,
+    private readonly sendFrame: (f: StreamFrame) => Promise<void>,
+    private readonly gone: () => void,
+  ) {
+    super({ allowHalfOpen: true });
+    this.out = new Outbox(sid, sendFrame);
+    this.in = new Inbox(sid, (n) => void sendFrame({ t: 'ack', s: sid, n }).catch(() => {}));
+  }
+
+  /** Received bytes not yet acknowledged to the daemon (at most the window). */
+  get unacknowledgedBytes(): number {
+    return this.in.held;
+  }
+
+  override _write(chunk: Buffer, _enc: BufferEncoding, cb: (e?: Error | null) => void): void {
+    this.out.write(chunk, () => cb());
+  }
+
+  override _final(cb: (e?: Error | null) => void): void {
+    this.out.finishWith({ t: 'end', s: this.sid });
+    cb();
+  }
+
+  override _read(): void {
+    const n = this.deferred;
+    this.deferred = 0;
+    this.in.consumed(n);
+  }
+
+  override _destroy(err: Error | null, cb: (e?: Error | null) => void): void {
+    this.out.abort();
+    this.gone();
+    if (!this.remoteClosed) {
+      this.remoteClosed = true;
+      const code = err ? (VirtkitError.is(err) ? err.code : 'IO_ERROR') : undefined;
+      void this.sendFrame({ t: 'close', s: this.sid, ...(err ? { code, message: err.message } : {}) } as StreamFrame).catch(() => {});
+    }
+    cb(err);
+  }
+
+  /** @internal a stream frame from the daemon */
+  onFrame(m: Record<string, unknown>): void {
+    if (this.remoteClosed) return;
+    try {
+      switch (m.t) {
+        case 'data': {
+          const buf = decodeData(m.d);
+          this.in.receive(buf.length);
+          if (this.push(buf)) this.in.consumed(buf.length);
+          else this.deferred += buf.length;
+          return;
+        }
+        case 'ack':
+          this.out.grant(m.n as number);
+          return;
+        case 'end':
+          this.push(null);
+          return;
+        case 'close': {
+          this.remoteClosed = true;
+          this.out.abort();
+          if (typeof m.code === 'string') this.destroy(new VirtkitError(asCode(m.code), String(m.message ?? 'the stream failed')));
+          else {
+            // A normal close: what was received stays readable; then 'end', then 'close'.
+            this.push(null);
+            this.end();
+          }
+          return;
+        }
+      }
+    } catch (e) {
+      this.destroy(VirtkitError.is(e) ? e : new VirtkitError('PROTOCOL_ERROR', String(e)));
+    }
+  }
 }
 
 interface EventSink {
   push(e: DomainEvent): void;
   fail(e: VirtkitError): void;
 }
+
+/** Transport close codes that mean the peer broke the framing. */
+const TRANSPORT_VIOLATIONS = new Set(['BAD_FRAME', 'FRAME_TOO_LARGE']);
 
 const asCode = (c: unknown): ErrorCode => ((ErrorCodes as readonly unknown[]).includes(c) ? (c as ErrorCode) : 'INTERNAL');
 
@@ -48,7 +146,7 @@ export async function openRemote(channel: RpcChannel, opts: RemoteOptions = {}):
       throw new VirtkitError(asCode(m.code), `the daemon refused the connection: ${String(m.message)}`);
     }
     if (!isObject(m) || m.t !== 'welcome' || m.version !== 1 || !Array.isArray(m.features) || !isObject(m.node) || typeof m.node.uri !== 'string') {
-      throw new VirtkitError('IO_ERROR', 'protocol error: the daemon did not answer the hello with a welcome');
+      throw new VirtkitError('PROTOCOL_ERROR', 'protocol error: the daemon did not answer the hello with a welcome');
     }
     return new RemoteConnection(channel, it, { version: 1, features: m.features.filter((f): f is string => typeof f === 'string'), uri: m.node.uri }, opts);
   } catch (e) {
@@ -78,6 +176,7 @@ export class RemoteConnection {
   private nextId = 1;
   private pending = new Map<number, Pending>();
   private sinks = new Set<EventSink>();
+  private streams = new Map<number, RemoteStream>();
   private subscription?: Promise<void>;
   private seq?: number;
   private failure?: VirtkitError;
@@ -132,7 +231,9 @@ export class RemoteConnection {
     } catch (e) {
       why = (e as Error).message;
     }
-    this.fail(new VirtkitError('IO_ERROR', `connection to the daemon lost: ${why || (this.channel.closeReason ? `${this.channel.closeReason.code}: ${this.channel.closeReason.message}` : 'the channel closed')}`));
+    // The transport closed because a frame could not be read: a protocol violation.
+    const code = this.channel.closeReason && TRANSPORT_VIOLATIONS.has(this.channel.closeReason.code) ? 'PROTOCOL_ERROR' : 'IO_ERROR';
+    this.fail(new VirtkitError(code, `connection to the daemon lost: ${why || (this.channel.closeReason ? `${this.channel.closeReason.code}: ${this.channel.closeReason.message}` : 'the channel closed')}`));
   }
 
   private onFrame(raw: unknown) {
@@ -147,8 +248,13 @@ export class RemoteConnection {
         const p = typeof m.id === 'number' ? this.pending.get(m.id) : undefined;
         if (!p) return;
         this.pending.delete(m.id as number);
-        if (m.t === 'result') p.resolve(m.value);
-        else p.reject(new VirtkitError(asCode(m.code), String(m.message), Array.isArray(m.fields) ? { fields: m.fields as FieldError[] } : {}));
+        if (m.t === 'result') {
+          try {
+            p.resolve(p.opened ? p.opened(m.value) : m.value);
+          } catch (e) {
+            p.reject(e);
+          }
+        } else p.reject(new VirtkitError(asCode(m.code), String(m.message), Array.isArray(m.fields) ? { fields: m.fields as FieldError[] } : {}));
         return;
       }
       case 'event': {
@@ -160,6 +266,16 @@ export class RemoteConnection {
         for (const s of this.sinks) s.push(e);
         return;
       }
+      case 'data':
+      case 'ack':
+      case 'end':
+      case 'close':
+        // Frames for a stream this side already closed are dropped.
+        if (isStreamId(m.s)) this.streams.get(m.s)?.onFrame(m);
+        return;
+      case 'abort':
+        this.fail(new VirtkitError(asCode(m.code), `the daemon ended the session: ${String(m.message)}`));
+        return;
     }
   }
 
@@ -174,6 +290,8 @@ export class RemoteConnection {
     for (const p of pending) p.reject(err);
     for (const s of [...this.sinks]) s.fail(err);
     this.sinks.clear();
+    for (const st of [...this.streams.values()]) st.destroy(err);
+    this.streams.clear();
   }
 
   /** Closes the connection (idempotent); calls in flight fail. */
@@ -183,10 +301,14 @@ export class RemoteConnection {
 
   /** One call on the wire. Only the daemon's method table answers; others get NO_SUPPORT. */
   call<T = unknown>(method: string, ...params: unknown[]): Promise<T> {
+    return this.send<T>(method, params);
+  }
+
+  private send<T>(method: string, params: unknown[], opened?: (v: unknown) => unknown): Promise<T> {
     if (this.failure) return Promise.reject(this.failure);
     const id = this.nextId++;
     return new Promise<T>((resolve, reject) => {
-      this.pending.set(id, { method, resolve: resolve as (v: unknown) => void, reject });
+      this.pending.set(id, { method, resolve: resolve as (v: unknown) => void, reject, ...(opened ? { opened } : {}) });
       this.channel.send(encodeValue({ t: 'call', id, method, params })).catch((e: unknown) => {
         if (!this.pending.delete(id)) return;
         reject(VirtkitError.is(e) ? e : new VirtkitError('IO_ERROR', `connection to the daemon lost: cannot send ${method}: ${(e as Error).message}`, { cause: e }));
@@ -230,6 +352,28 @@ export class RemoteConnection {
   getConfig(name: string, opts: { live?: boolean } = {}): Promise<DomainConfig> {
     return this.call('getConfig', name, opts);
   }
+  /**
+   * The domain's console as a byte stream through the daemon (feature 'streams'), a Duplex as
+   * the local Connection.console gives. Needs the operator permission on the domain.
+   */
+  console(name: string): Promise<Duplex> {
+    return this.openStream('console', [name]);
+  }
+
+  /** Calls a stream-opening method; the stream exists before any of its frames is read. */
+  private openStream(method: string, params: unknown[]): Promise<Duplex> {
+    if (!this.failure && !this.features.includes(STREAMS_FEATURE)) {
+      return Promise.reject(new VirtkitError('NO_SUPPORT', `${method} needs the "${STREAMS_FEATURE}" feature, which this connection did not negotiate`));
+    }
+    return this.send<Duplex>(method, params, (v) => {
+      const sid = isObject(v) ? v.stream : undefined;
+      if (!isStreamId(sid) || this.streams.has(sid)) throw new VirtkitError('PROTOCOL_ERROR', `protocol error: the daemon answered ${method} without a new stream id`);
+      const st = new RemoteStream(sid, (f) => this.channel.send(f), () => this.streams.delete(sid));
+      this.streams.set(sid, st);
+      return st;
+    });
+  }
+
   /** The events the node kept after `since` (default 0), oldest first; does not follow. */
   eventsSince(since = 0): Promise<DomainEvent[]> {
     return this.call<DomainEvent[]>('eventsSince', since);

@@ -5,6 +5,7 @@ export {
   FEATURES,
   PROTOCOL_VERSIONS,
   SUBSCRIBE_EVENTS,
+  type Abort,
   type Call,
   type ClientMessage,
   type ErrorReply,
@@ -19,5 +20,6 @@ export {
   type Welcome,
 } from './protocol.js';
 export { METHOD_NAMES, serveConnection, type ServeOptions } from './server.js';
-export { DEFAULT_KEEPALIVE_MS, openRemote, RemoteConnection, type RemoteOptions } from './client.js';
+export { MAX_STREAMS_PER_SESSION, STREAM_CHUNK_BYTES, STREAM_WINDOW_BYTES, STREAMS_FEATURE, type AckFrame, type CloseFrame, type DataFrame, type EndFrame, type StreamFrame } from './stream.js';
+export { DEFAULT_KEEPALIVE_MS, openRemote, RemoteConnection, RemoteStream, type RemoteOptions } from './client.js';
 export { connectRemote, DEFAULT_DAEMON_PORT, defaultUnixSocket, nodeUriOf, type ConnectRemoteOptions } from './remote.js';

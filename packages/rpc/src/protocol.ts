@@ -1,5 +1,6 @@
 // The virtkit remote protocol: JSON messages, one per transport frame. See README.md.
 import type { DomainEvent, FieldError } from '@virtkit/core';
+import type { StreamFrame } from './stream.js';
 
 /** Protocol versions this implementation speaks, newest last. */
 export const PROTOCOL_VERSIONS: readonly number[] = [1];
@@ -9,7 +10,7 @@ export const PROTOCOL_VERSIONS: readonly number[] = [1];
  * intersection with what the client asked for). Append-only: a name, once published, keeps
  * its meaning forever; a changed behaviour gets a new name.
  */
-export const FEATURES: readonly string[] = ['events-resume'];
+export const FEATURES: readonly string[] = ['events-resume', 'streams'];
 
 export interface Hello {
   t: 'hello';
@@ -58,8 +59,15 @@ export interface Pong {
   n: number;
 }
 
-export type ClientMessage = Hello | Call | Ping;
-export type ServerMessage = Welcome | Refuse | Result | ErrorReply | EventMessage | Pong;
+/** The server ends the session because the client violated the protocol (then closes). */
+export interface Abort {
+  t: 'abort';
+  code: 'PROTOCOL_ERROR';
+  message: string;
+}
+
+export type ClientMessage = Hello | Call | Ping | StreamFrame;
+export type ServerMessage = Welcome | Refuse | Result | ErrorReply | EventMessage | Pong | Abort | StreamFrame;
 export type Message = ClientMessage | ServerMessage;
 
 /** The pseudo-method that starts the event stream: params [since?]. */

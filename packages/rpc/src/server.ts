@@ -1,8 +1,10 @@
 // Serves one core Connection to one peer over one channel: handshake, then calls
 // multiplexed by id, an event stream, keepalive answers.
+import type { Duplex } from 'node:stream';
 import { VirtkitError, type Connection } from '@virtkit/core';
 import { decodeValue, encodeValue, FEATURES, isObject, PROTOCOL_VERSIONS, SUBSCRIBE_EVENTS, type ServerMessage } from './protocol.js';
 import type { RpcChannel } from './channel.js';
+import { decodeData, Inbox, isStreamId, MAX_STREAMS_PER_SESSION, Outbox, STREAM_FRAME_TYPES, STREAMS_FEATURE, type StreamFrame } from './stream.js';
 
 export interface ServeOptions<P = unknown> {
   /**
@@ -71,8 +73,26 @@ const METHODS: ReadonlyMap<string, Handler> = new Map<string, Handler>([
   ],
 ]);
 
-/** Names of the methods served (besides events.subscribe). */
-export const METHOD_NAMES: readonly string[] = [...METHODS.keys()];
+/**
+ * Methods that open a byte stream (feature 'streams'): the result is `{stream: sid}`, then the
+ * bytes flow as stream frames. Volume upload/download will join console here.
+ */
+const STREAM_METHODS: ReadonlyMap<string, (c: Connection, p: unknown[]) => Promise<Duplex>> = new Map([
+  ['console', (c: Connection, p: unknown[]) => c.console(str(p, 0, 'domain name'))],
+]);
+
+/** Names of the methods served (besides events.subscribe), stream openers included. */
+export const METHOD_NAMES: readonly string[] = [...METHODS.keys(), ...STREAM_METHODS.keys()];
+
+/** One open stream of a session: the local end (e.g. the console socket) and its two halves on the wire. */
+interface ServedStream {
+  sid: number;
+  source: Duplex;
+  out: Outbox;
+  in: Inbox;
+  /** Set when the peer closed it or it was failed: frames for it are ignored from then on. */
+  gone: boolean;
+}
 
 function errorReply(id: number, e: unknown, method: string, onError: ServeOptions['onError']): ServerMessage {
   if (VirtkitError.is(e)) return { t: 'error', id, code: e.code, message: e.message, ...(e.fields ? { fields: e.fields } : {}) };
@@ -94,13 +114,20 @@ export async function serveConnection<C extends RpcChannel>(channel: C, conn: Co
   const send = (m: ServerMessage) => channel.send(encodeValue(m)).catch(() => {});
   const stop = new AbortController();
   let subscribed = false;
+  const streams = new Map<number, ServedStream>();
+  let lastSid = 0;
+  let opening = 0;
+  /** A violation that ends the session: tell the peer why, then close. */
+  const abort = async (message: string) => {
+    await send({ t: 'abort', code: 'PROTOCOL_ERROR', message: `protocol error: ${message}` });
+    channel.close();
+  };
 
   const first = await it.next().catch(() => ({ done: true as const, value: undefined }));
   if (first.done) return;
   const hello = first.value;
   if (!isObject(hello) || hello.t !== 'hello' || !Array.isArray(hello.versions)) {
-    // PROTOCOL_ERROR would fit better; core has no such code yet.
-    await send({ t: 'refuse', code: 'IO_ERROR', message: 'protocol error: the first message must be a hello' });
+    await send({ t: 'refuse', code: 'PROTOCOL_ERROR', message: 'protocol error: the first message must be a hello' });
     channel.close();
     return;
   }
@@ -111,7 +138,89 @@ export async function serveConnection<C extends RpcChannel>(channel: C, conn: Co
     return;
   }
   const asked = Array.isArray(hello.features) ? hello.features : [];
-  await send({ t: 'welcome', version: 1, features: FEATURES.filter((f) => asked.includes(f)), node: { uri: conn.uri.uri } });
+  const agreed = FEATURES.filter((f) => asked.includes(f));
+  const streamsOn = agreed.includes(STREAMS_FEATURE);
+  await send({ t: 'welcome', version: 1, features: agreed, node: { uri: conn.uri.uri } });
+
+  const sendStream = (f: StreamFrame) => channel.send(f);
+  /** Ends a stream from this side: the close frame (with the error, if any) follows queued data unless `now`. */
+  const closeStream = (st: ServedStream, error?: { code: string; message: string }, now = false) => {
+    if (st.gone) return;
+    st.gone = true;
+    st.source.destroy();
+    const frame: StreamFrame = { t: 'close', s: st.sid, ...(error ?? {}) };
+    if (now) {
+      st.out.abort();
+      void sendStream(frame).catch(() => {});
+    } else st.out.finishWith(frame);
+  };
+  /** Registers an opened source under a new sid; its bytes flow once `start` is called (after the result went out). */
+  const attach = (source: Duplex): { sid: number; start: () => Promise<void> } => {
+    const sid = ++lastSid;
+    source.pause();
+    let failure: Error | undefined;
+    source.on('error', (e: Error) => (failure = e));
+    const st: ServedStream = { sid, source, out: new Outbox(sid, sendStream), in: new Inbox(sid, (n) => void sendStream({ t: 'ack', s: sid, n }).catch(() => {})), gone: false };
+    st.out.onClosed = () => streams.delete(sid);
+    streams.set(sid, st);
+    const start = async () => {
+      // Flow control: the source is read only while the peer has credit (see Outbox).
+      st.out.onDrain = () => {
+        if (!st.gone) source.resume();
+      };
+      source.on('data', (b: Buffer) => {
+        if (!st.out.write(b)) source.pause();
+      });
+      source.on('end', () => st.out.finishWith({ t: 'end', s: sid }));
+      const closed = () => {
+        if (st.gone) return;
+        st.gone = true;
+        st.out.finishWith({ t: 'close', s: sid, ...(failure ? { code: 'IO_ERROR', message: `stream ${sid}: ${failure.message}` } : {}) });
+      };
+      if (source.destroyed) closed();
+      else {
+        source.on('close', closed);
+        source.resume();
+      }
+    };
+    return { sid, start };
+  };
+  /** A stream frame from the peer. Frames for streams that were closed are dropped; ids never allocated are a violation. */
+  const onStreamFrame = (m: Record<string, unknown>) => {
+    const sid = m.s;
+    if (!isStreamId(sid)) return void abort(`a ${String(m.t)} frame needs a stream id`);
+    const st = streams.get(sid);
+    if (!st) {
+      if (!streamsOn || sid > lastSid) void sendStream({ t: 'close', s: sid, code: 'PROTOCOL_ERROR', message: `protocol error: no stream ${sid}${streamsOn ? '' : ' (streams were not negotiated)'}` }).catch(() => {});
+      return;
+    }
+    if (st.gone) return;
+    try {
+      switch (m.t) {
+        case 'data': {
+          const buf = decodeData(m.d);
+          st.in.receive(buf.length);
+          st.source.write(buf, () => st.in.consumed(buf.length));
+          return;
+        }
+        case 'ack':
+          st.out.grant(m.n as number);
+          return;
+        case 'end':
+          st.source.end();
+          return;
+        case 'close':
+          // The peer is done: stop at once, drop what was queued, answer nothing.
+          st.gone = true;
+          st.out.abort();
+          st.source.destroy();
+          return;
+      }
+    } catch (e) {
+      const err = VirtkitError.is(e) ? e : new VirtkitError('PROTOCOL_ERROR', String(e));
+      closeStream(st, { code: err.code, message: `protocol error: ${err.message}` }, true);
+    }
+  };
 
   const subscribe = async (params: unknown[]) => {
     if (subscribed) throw new VirtkitError('OPERATION_INVALID', 'events are already subscribed on this connection');
@@ -138,19 +247,38 @@ export async function serveConnection<C extends RpcChannel>(channel: C, conn: Co
   const handle = async (id: number, method: string, params: unknown[]) => {
     let reply: ServerMessage;
     let after: (() => Promise<void>) | undefined;
+    let reserved = false;
     try {
       const handler = method === SUBSCRIBE_EVENTS ? undefined : METHODS.get(method);
-      if (method !== SUBSCRIBE_EVENTS && !handler) throw new VirtkitError('NO_SUPPORT', `unknown method ${JSON.stringify(method)}`);
+      const opener = STREAM_METHODS.get(method);
+      if (method !== SUBSCRIBE_EVENTS && !handler && !opener) throw new VirtkitError('NO_SUPPORT', `unknown method ${JSON.stringify(method)}`);
+      if (opener) {
+        if (!streamsOn) throw new VirtkitError('PROTOCOL_ERROR', `protocol error: ${method} opens a stream, and the "${STREAMS_FEATURE}" feature was not negotiated`);
+        if (streams.size + opening >= MAX_STREAMS_PER_SESSION) throw new VirtkitError('OPERATION_INVALID', `at most ${MAX_STREAMS_PER_SESSION} streams may be open on one connection`);
+        opening++;
+        reserved = true;
+      }
       await opts.authorize?.(channel.peer, method, params);
       let value: unknown;
       if (handler) value = await handler(conn, params);
-      else {
+      else if (opener) {
+        const source = await opener(conn, params);
+        if (stop.signal.aborted) {
+          source.destroy();
+          throw new VirtkitError('IO_ERROR', 'the session ended while the stream was opening');
+        }
+        const { sid, start } = attach(source);
+        value = { stream: sid };
+        after = start;
+      } else {
         after = await subscribe(params);
         value = { subscribed: true };
       }
       reply = { t: 'result', id, value: value === undefined ? null : value };
     } catch (e) {
       reply = errorReply(id, e, method, opts.onError);
+    } finally {
+      if (reserved) opening--;
     }
     await send(reply);
     if (after) void after();
@@ -161,23 +289,39 @@ export async function serveConnection<C extends RpcChannel>(channel: C, conn: Co
       const r = await it.next();
       if (r.done) break;
       const m = r.value;
-      if (!isObject(m)) continue;
+      if (!isObject(m)) {
+        await abort('a message must be a JSON object');
+        break;
+      }
       if (m.t === 'ping') {
         void send({ t: 'pong', n: typeof m.n === 'number' ? m.n : 0 });
       } else if (m.t === 'call') {
-        if (typeof m.id !== 'number' || !Number.isSafeInteger(m.id)) continue;
+        if (typeof m.id !== 'number' || !Number.isSafeInteger(m.id)) {
+          await abort('a call needs an integer id');
+          break;
+        }
         if (typeof m.method !== 'string' || !Array.isArray(m.params)) {
           void send({ t: 'error', id: m.id, code: 'INVALID_ARGUMENT', message: 'a call needs a method name and a params array' });
           continue;
         }
         void handle(m.id, m.method, decodeValue(m.params) as unknown[]);
-      } else if (typeof m.id === 'number') {
-        void send({ t: 'error', id: m.id, code: 'NO_SUPPORT', message: `unknown message type ${JSON.stringify(m.t)}` });
+      } else if (typeof m.t === 'string' && STREAM_FRAME_TYPES.has(m.t)) {
+        onStreamFrame(m);
+      } else {
+        await abort(`unknown message type ${JSON.stringify(m.t)}`);
+        break;
       }
     }
   } catch {
     // the channel failed: treated as closed
   } finally {
     stop.abort();
+    // Streams end with the session: their sources (console sockets) are closed now.
+    for (const st of streams.values()) {
+      st.gone = true;
+      st.out.abort();
+      st.source.destroy();
+    }
+    streams.clear();
   }
 }

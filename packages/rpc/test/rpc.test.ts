@@ -8,7 +8,8 @@ import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { connect, Host, VirtkitError, type Connection, type DomainEvent } from '@virtkit/core';
 import { connect as dialTls, initCa, issueClient, issueServer, listen, type Channel, type Listener, type PeerIdentity } from '@virtkit/transport-tls';
-import { decodeValue, encodeValue, openRemote, serveConnection, type RemoteConnection, type RpcChannel } from '../src/index.js';
+import { decodeValue, encodeValue, openRemote, serveConnection, type RemoteConnection } from '../src/index.js';
+import { pair } from './mem.js';
 
 const repoRoot = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
 const tmp = mkdtempSync(join(tmpdir(), 'virtkit-rpc-test-'));
@@ -97,7 +98,7 @@ describe('rpc over TLS to test:///default', () => {
   it('runs the lifecycle remotely with the results a local connection gives, bigints intact', async () => {
     const { remote } = await dial('admin');
     expect(remote.uri).toBe('test:///default');
-    expect(remote.features).toEqual(['events-resume']);
+    expect(remote.features).toEqual(['events-resume', 'streams']);
     const events = remote.events();
 
     const web = { name: 'web1', memoryMiB: 512, vcpus: 1, os: { type: 'hvm' } };
@@ -200,54 +201,6 @@ describe('rpc over TLS to test:///default', () => {
     expect(a2.remote.lastSeq).toBe(truth[truth.length - 1]!.seq);
   });
 });
-
-// ---------------------------------------------------------------------------------------------
-// An in-memory channel pair, for what real TLS makes awkward to provoke.
-
-class Mem implements RpcChannel {
-  peer = { subject: { CN: 'mem' } };
-  other!: Mem;
-  closeReason: { code: string; message: string } | undefined;
-  private q: unknown[] = [];
-  private wake?: () => void;
-  private ended = false;
-  async send(v: unknown) {
-    if (this.ended) throw new Error('closed');
-    this.other.deliver(JSON.parse(JSON.stringify(v)));
-  }
-  deliver(v: unknown) {
-    this.q.push(v);
-    this.wake?.();
-  }
-  close() {
-    if (this.ended) return;
-    this.ended = true;
-    this.closeReason = { code: 'CLOSED', message: 'closed locally' };
-    this.wake?.();
-    this.other.end();
-  }
-  end() {
-    this.ended = true;
-    this.closeReason ??= { code: 'PEER_CLOSED', message: 'the peer closed the connection' };
-    this.wake?.();
-  }
-  frames: AsyncIterable<unknown> = {
-    [Symbol.asyncIterator]: () => ({
-      next: async () => {
-        while (this.q.length === 0 && !this.ended) await new Promise<void>((r) => (this.wake = r));
-        if (this.q.length > 0) return { done: false, value: this.q.shift() };
-        return { done: true, value: undefined };
-      },
-    }),
-  };
-}
-function pair(): [Mem, Mem] {
-  const a = new Mem();
-  const b = new Mem();
-  a.other = b;
-  b.other = a;
-  return [a, b];
-}
 
 describe('protocol edge cases', () => {
   it('encodes bigints and typed arrays, and decodes them back', () => {
