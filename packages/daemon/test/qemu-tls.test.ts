@@ -2,11 +2,15 @@
 // qemu:///system on 127.0.0.1 (port 0). An admin client drives a real tiny guest
 // (scripts/build-test-guest.sh, TCG where KVM is not usable) through its lifecycle, with
 // bigints intact over the wire and the events in order; a read-only client connected at the
-// same time can see the domain but not destroy it.
+// same time can see the domain but not destroy it. Then the serial console of a real guest
+// through virtkitd (feature 'streams'): over TLS with connectRemote, with the virtkit command
+// over +tls and +unix, denied to read-only and out-of-glob operator identities, closed when the
+// domain is destroyed.
 import { spawn, type ChildProcess } from 'node:child_process';
+import type { Duplex } from 'node:stream';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { connect, Host, VirtkitError, type DomainEvent } from '@virtkit/core';
 import { connectRemote, type RemoteConnection } from '@virtkit/rpc';
 import { DAEMON, hasGuest, hostOptions as hostOptionsAt, qemuPids, repo, tinyVm, until as untilFor } from './guest.js';
@@ -42,8 +46,8 @@ interface Daemon {
 let daemon: Daemon | undefined;
 const remotes: RemoteConnection[] = [];
 
-function startDaemon(): Promise<Daemon> {
-  const child = spawn(process.execPath, [DAEMON, '--config', config], { cwd: root, stdio: ['ignore', 'ignore', 'pipe'] });
+function startDaemon(configFile = config): Promise<Daemon> {
+  const child = spawn(process.execPath, [DAEMON, '--config', configFile], { cwd: root, stdio: ['ignore', 'ignore', 'pipe'] });
   let err = '';
   const exit = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((r) => child.on('exit', (code, signal) => r({ code, signal })));
   return new Promise((resolve, reject) => {
@@ -62,7 +66,55 @@ function startDaemon(): Promise<Daemon> {
 
 const creds = (cn: string) => ({ ca: join(pki, 'ca-cert.pem'), cert: join(pki, 'clients', `${cn}-cert.pem`), key: join(pki, 'clients', `${cn}-key.pem`) });
 
+const CLI = join(repo, 'packages', 'cli', 'bin', 'virtkit.js');
+
+/**
+ * `virtkit ARGS console NAME` with stdin a pipe: writes `input` once the console is attached,
+ * waits until stdout shows `want`, then stops it with SIGINT (as Ctrl-C would).
+ */
+function cliConsole(args: string[], env: Record<string, string>, input: string, want: string): Promise<{ code: number | null; stdout: string; stderr: string; saw: boolean }> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [CLI, ...args], { cwd: root, env: { ...process.env, ...env }, stdio: ['pipe', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    let saw = false;
+    const timer = setTimeout(() => child.kill('SIGKILL'), 30_000);
+    // Keep typing until the guest's echo shows up (the first line may arrive before the attach).
+    const typing = setInterval(() => child.stdin.write(input), 500);
+    child.stdin.write(input);
+    child.stdout.setEncoding('utf8').on('data', (d: string) => {
+      stdout += d;
+      if (!saw && stdout.includes(want)) {
+        saw = true;
+        clearInterval(typing);
+        child.kill('SIGINT');
+      }
+    });
+    child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
+    child.on('error', reject);
+    child.on('close', (code) => {
+      clearTimeout(timer);
+      clearInterval(typing);
+      resolve({ code, stdout, stderr, saw });
+    });
+  });
+}
+
+/** Collects what a console stream says. */
+function reader(sock: Duplex): { text: () => string; closed: Promise<void> } {
+  let seen = '';
+  sock.on('data', (d: Buffer) => (seen += d.toString('utf8')));
+  sock.on('error', () => {});
+  return { text: () => seen, closed: new Promise((resolve) => sock.once('close', () => resolve())) };
+}
+
 describe.skipIf(!hasGuest && !process.env.CI)('virtkitd serving qemu:///system over mutual TLS', () => {
+  beforeAll(async () => {
+    await initCa(pki);
+    await issueServer(pki, { dnsNames: ['localhost'], ips: ['127.0.0.1'] });
+    for (const cn of ['admin', 'viewer', 'op']) await issueClient(pki, { commonName: cn });
+  });
+
   afterAll(async () => {
     for (const r of remotes) r.close();
     if (daemon && daemon.child.exitCode === null && daemon.child.signalCode === null) {
@@ -84,9 +136,6 @@ describe.skipIf(!hasGuest && !process.env.CI)('virtkitd serving qemu:///system o
   });
 
   it('runs a real guest for an admin, and shows it to but keeps it from a read-only client', async () => {
-    await initCa(pki);
-    await issueServer(pki, { dnsNames: ['localhost'], ips: ['127.0.0.1'] });
-    for (const cn of ['admin', 'viewer']) await issueClient(pki, { commonName: cn });
     writeFileSync(config, JSON.stringify({
       listen: [{ host: '127.0.0.1', port: 0 }],
       unix: { admin: false, readOnly: false },
@@ -148,4 +197,75 @@ describe.skipIf(!hasGuest && !process.env.CI)('virtkitd serving qemu:///system o
     daemon.child.kill('SIGTERM');
     expect(await daemon.exit, daemon.log()).toEqual({ code: 0, signal: null });
   }, 60_000);
+
+  it('proxies the serial console of a real guest: bytes both ways, operator-level, closed with the domain', async () => {
+    const NAME2 = `con${process.pid % 100000}`;
+    const adminSock = join(root, 'admin.sock');
+    const config2 = join(root, 'virtkitd-console.json');
+    writeFileSync(config2, JSON.stringify({
+      listen: [{ host: '127.0.0.1', port: 0 }],
+      unix: { admin: adminSock, readOnly: false },
+      pki: { ca: 'pki/ca-cert.pem', cert: 'pki/server-cert.pem', key: 'pki/server-key.pem' },
+      host: { stateRoot: join(root, 'state'), runtimeRoot: join(root, 'run'), cacheDir: join(repo, '.cache', 'glue') },
+      nodes: ['qemu:///system'],
+      access: { identities: [
+        { match: { cn: 'admin' }, role: 'admin' },
+        { match: { cn: 'viewer' }, role: 'read-only' },
+        { match: { cn: 'op' }, role: 'operator', domains: 'web*' },
+      ] },
+    }));
+    daemon = await startDaemon(config2);
+    const uri = `qemu+tls://127.0.0.1:${daemon.port}/system`;
+    const dial = async (cn: string) => {
+      const r = await connectRemote(uri, { ...creds(cn), keepaliveMs: 0 });
+      remotes.push(r);
+      return r;
+    };
+    const [admin, viewer, op] = [await dial('admin'), await dial('viewer'), await dial('op')];
+    expect(admin.features).toContain('streams');
+    await admin.define(tinyVm(root, NAME2));
+    await admin.start(NAME2);
+    const a = await admin.console(NAME2);
+    const con = reader(a);
+    await until('the guest marker on the remote console', () => con.text().includes('VIRTKIT-GUEST-READY'), 60_000);
+    // The guest's tty echoes what it is sent: these bytes went through virtkitd into QEMU and back.
+    a.write('vk-echo-1\n');
+    await until('the echo', () => con.text().includes('vk-echo-1'), 10_000);
+
+    // Read-only and out-of-glob operator identities may not open it.
+    for (const who of [viewer, op]) {
+      const e = await who.console(NAME2).catch((x: unknown) => x);
+      expect(VirtkitError.is(e) && e.code, String(e)).toBe('ACCESS_DENIED');
+      expect((e as Error).message).toMatch(/console needs the "lifecycle" permission/);
+    }
+
+    // QEMU serves one console client at a time: the next ones below only get an echo because
+    // virtkitd closed its console socket when the stream (then the CLI's session) went away.
+    a.destroy();
+    await con.closed;
+    const tls = { VIRTKIT_TLS_CA: creds('admin').ca, VIRTKIT_TLS_CERT: creds('admin').cert, VIRTKIT_TLS_KEY: creds('admin').key };
+    const viaTls = await cliConsole(['-c', uri, 'console', NAME2], tls, 'vk-cli-tls\n', 'vk-cli-tls');
+    expect(viaTls.saw, viaTls.stderr).toBe(true);
+    expect(viaTls.code).not.toBeNull();
+    const unixUri = `qemu+unix:///system?socket=${adminSock}`;
+    const viaUnix = await cliConsole(['-c', unixUri, 'console', NAME2], {}, 'vk-cli-unix\n', 'vk-cli-unix');
+    expect(viaUnix.saw, viaUnix.stderr).toBe(true);
+    const caps = await cliConsole(['-c', unixUri, 'capabilities'], {}, '', 'Operations');
+    expect(caps.saw, caps.stderr).toBe(true);
+    expect(caps.stdout).toMatch(/Driver:\s+qemu/);
+
+    // Destroying the domain ends the stream.
+    const b = await admin.console(NAME2);
+    const con2 = reader(b);
+    b.write('vk-echo-2\n');
+    await until('the echo on the new stream', () => con2.text().includes('vk-echo-2'), 10_000);
+    await admin.destroy(NAME2);
+    await con2.closed;
+    expect(b.destroyed).toBe(true);
+    await admin.undefine(NAME2);
+
+    for (const r of remotes) r.close();
+    daemon.child.kill('SIGTERM');
+    expect(await daemon.exit, daemon.log()).toEqual({ code: 0, signal: null });
+  }, 120_000);
 });
