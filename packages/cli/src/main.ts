@@ -28,7 +28,8 @@ Exit codes:
   1    an operation failed (the error says which code: NO_DOMAIN, INVALID_CONFIG, ...)
   2    usage error: unknown verb or option, missing or bad argument
   130  cancelled by Ctrl-C
-With several commands, virtkit stops at the first that fails and exits with its code.`;
+With several commands, virtkit stops at the first that fails and exits with its code.
+exec exits with the code of the command it ran (128 + N when signal N ended it).`;
 
 const EXAMPLES = `
 Examples:
@@ -162,6 +163,10 @@ async function run(argv: string[], io: Io): Promise<number> {
       }
       if (session.interrupted) {
         code = EXIT.INTERRUPTED;
+        break;
+      }
+      if (failing.exitCode) {
+        code = failing.exitCode;
         break;
       }
     }

@@ -17,6 +17,11 @@ export const EXIT = {
 export interface ErrorContext {
   verb: string;
   domain?: string;
+  /**
+   * A command that succeeded but wants virtkit to exit non-zero (exec passes the command's
+   * exit code through): the invocation stops there and exits with it.
+   */
+  exitCode?: number;
 }
 
 const fieldLine = (f: FieldError) => `${f.pointer || '(root)'}: ${f.message}`;

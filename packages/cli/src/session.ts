@@ -199,6 +199,10 @@ async function openRemoteNode(uri: string): Promise<Connection> {
     suspend: (name: string, o: Job = {}) => watched(remote.suspend(name), o.signal),
     resume: (name: string, o: Job = {}) => watched(remote.resume(name), o.signal),
     info: (name: string) => remote.info(name),
+    exec: (name: string, argv: string[], o: Job & { env?: Record<string, string>; cwd?: string; stdin?: string | Uint8Array; timeoutMs?: number } = {}) => {
+      const { signal, ...rest } = o;
+      return watched(remote.exec(name, argv, rest), signal);
+    },
     getConfig: (name: string, o?: { live?: boolean }) => remote.getConfig(name, o),
     nodeInfo: () => remote.nodeInfo(),
     events(o: { since?: number; follow?: boolean; signal?: AbortSignal } = {}) {

@@ -318,6 +318,57 @@ describe('node documents, plugins, help', () => {
   });
 });
 
+describe('virtkit exec on test:///default (its fake command set)', () => {
+  it("writes the command's stdout and stderr to its own and exits with its exit code", async () => {
+    const r = await virtkit(['exec', 'test', '--', 'echo', 'hello', '-n', 'world']);
+    expect([r.code, r.stdout, r.stderr]).toEqual([0, 'hello -n world\n', '']);
+    const e = await virtkit(['exec', 'test', '--', 'exit', '3']);
+    expect([e.code, e.stdout, e.stderr]).toEqual([3, '', '']);
+    const m = await virtkit(['exec', 'test', '--', 'nope']);
+    expect([m.code, m.stdout, m.stderr]).toEqual([127, '', 'nope: command not found\n']);
+  });
+
+  it('exits 128 + the signal number when a signal ended the command; --timeout kills it', async () => {
+    expect((await virtkit(['exec', 'test', '--', 'kill', 'SIGTERM'])).code).toBe(143);
+    expect((await virtkit(['exec', 'test', '--timeout', '50', '--', 'sleep', '5000'])).code).toBe(137);
+  });
+
+  it('passes --env, --cwd and, with --stdin, standard input', async () => {
+    const r = await virtkit(['exec', 'test', '--env', 'B=x=y', '--env', 'A=1', '--cwd', '/srv', '--', 'env']);
+    expect([r.code, r.stdout]).toEqual([0, 'A=1\nB=x=y\n']);
+    expect((await virtkit(['exec', 'test', '--cwd', '/srv', '--', 'pwd'])).stdout).toBe('/srv\n');
+    expect((await virtkit(['exec', 'test', '--stdin', '--', 'cat'], { input: 'piped ✓\n' })).stdout).toBe('piped ✓\n');
+  });
+
+  it('prints {exitCode, signal, stdout, stderr, truncated} with --json', async () => {
+    const r = await virtkit(['--json', 'exec test -- echo hi; exec test -- kill HUP']);
+    expect(r.code).toBe(129);
+    expect(jsonLines(r.stdout)).toEqual([
+      { exitCode: 0, signal: null, stdout: 'hi\n', stderr: '', truncated: false },
+      { exitCode: null, signal: 'SIGHUP', stdout: '', stderr: '', truncated: false },
+    ]);
+  });
+
+  it('stops a command string at a command that exits non-zero', async () => {
+    const r = await virtkit(['exec test -- false; list --name']);
+    expect([r.code, r.stdout]).toEqual([1, '']);
+    const ok = await virtkit(['exec test -- true; list --name']);
+    expect([ok.code, ok.stdout]).toEqual([0, 'test\n']);
+  });
+
+  it('exits 2 for a usage mistake, 1 for an argument core rejects or a missing or stopped domain', async () => {
+    expect((await virtkit(['exec', 'test'])).code).toBe(2);
+    const env = await virtkit(['exec', 'test', '--env', 'NOEQUALS', '--', 'true']);
+    expect(env.code).toBe(2);
+    expect(env.stderr).toContain('--env takes NAME=VALUE, not "NOEQUALS"');
+    const cwd = await virtkit(['exec', 'test', '--cwd', 'rel', '--', 'true']);
+    expect([cwd.code, cwd.stderr.split('\n')[0]]).toEqual([1, 'error: INVALID_ARGUMENT: cwd must be an absolute path']);
+    expect((await virtkit(['exec', 'nosuch', '--', 'true'])).stderr).toMatch(/^error: NO_DOMAIN: /);
+    const off = await virtkit(['destroy test; exec test -- true']);
+    expect([off.code, off.stderr.split('\n')[0]]).toEqual([1, 'error: OPERATION_INVALID: cannot exec in domain test: it is not running (state shut-off)']);
+  });
+});
+
 describe('command splitting and JSON error offsets', () => {
   it('splits command strings the way virsh takes them', () => {
     expect(splitCommands(['define d.json; start d;dominfo d'])).toEqual([['define', 'd.json'], ['start', 'd'], ['dominfo', 'd']]);

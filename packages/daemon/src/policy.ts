@@ -7,8 +7,8 @@ import type { IdentityRule, Role } from './config.js';
 export type Permission = 'read' | 'lifecycle' | 'admin';
 
 const READ = ['listDomains', 'info', 'getConfig', 'nodeInfo', 'capabilities', 'supports', 'events.subscribe'];
-// console: operator-level on the domain (a console can log in, like libvirt's domain.open-console).
-const LIFECYCLE = ['start', 'shutdown', 'destroy', 'reboot', 'reset', 'suspend', 'resume', 'console'];
+// console, exec: operator-level on the domain (a console can log in, like libvirt's domain.open-console; exec runs commands inside it).
+const LIFECYCLE = ['start', 'shutdown', 'destroy', 'reboot', 'reset', 'suspend', 'resume', 'console', 'exec'];
 
 /** The permission a method needs; methods not listed (define, undefine, setAutostart, future ones) need admin. */
 export function permissionOf(method: string): Permission {

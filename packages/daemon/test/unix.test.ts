@@ -115,6 +115,19 @@ describe('virtkitd on unix sockets', () => {
     await logged(d!, /"event":"call-denied"[^\n]*"socket":"read-only"/);
   });
 
+  it('serves exec on the admin socket (the virtkit command too) and denies it on the read-only one', async () => {
+    const viewer = await dial(roSock);
+    const e = await failure(viewer.exec('web1', ['true']));
+    expect(e.code).toBe('ACCESS_DENIED');
+    expect(e.message).toMatch(/access denied: exec needs the "lifecycle" permission; .*read-only role/);
+    const admin = await dial(adminSock);
+    expect(Buffer.from((await admin.exec('web1', ['echo', 'over', 'unix'])).stdout).toString()).toBe('over unix\n');
+    const r = await virtkit(['-c', `test+unix:///default?socket=${adminSock}`, 'exec', 'web1', '--', 'exit', '5']);
+    expect([r.code, r.stderr]).toEqual([5, '']);
+    const out = await virtkit(['-c', `test+unix:///default?socket=${adminSock}`, 'exec', 'web1', '--', 'echo', 'via', 'cli']);
+    expect([out.code, out.stdout]).toEqual([0, 'via cli\n']);
+  });
+
   it('serves the virtkit command on a +unix URI without certificates', async () => {
     const r = await virtkit(['-c', `test+unix:///default?socket=${roSock}`, 'list', '--all']);
     expect(r.stderr).toBe('');

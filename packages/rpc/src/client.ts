@@ -1,7 +1,8 @@
 // The client side: a Connection-shaped object whose methods run on a remote daemon.
 import { Duplex } from 'node:stream';
-import { ErrorCodes, VirtkitError, type Capabilities, type DomainConfig, type DomainEvent, type DomainInfo, type DomainStatus, type DomainSummary, type ErrorCode, type FieldError, type NodeInfo } from '@virtkit/core';
+import { ErrorCodes, VirtkitError, type Capabilities, type DomainConfig, type DomainEvent, type DomainInfo, type DomainStatus, type DomainSummary, type ErrorCode, type ExecOptions, type ExecResult, type FieldError, type NodeInfo } from '@virtkit/core';
 import type { RpcChannel } from './channel.js';
+import { execParams, execResultOf } from './exec.js';
 import { decodeValue, encodeValue, FEATURES, isObject, PROTOCOL_VERSIONS, SUBSCRIBE_EVENTS } from './protocol.js';
 import { decodeData, Inbox, isStreamId, Outbox, STREAMS_FEATURE, type StreamFrame } from './stream.js';
 
@@ -377,6 +378,11 @@ export class RemoteConnection {
   /** The events the node kept after `since` (default 0), oldest first; does not follow. */
   eventsSince(since = 0): Promise<DomainEvent[]> {
     return this.call<DomainEvent[]>('eventsSince', since);
+  }
+
+  /** Runs a command inside a running domain on the daemon; bytes travel as base64. Not cancellable remotely. */
+  async exec(name: string, argv: string[], opts: Omit<ExecOptions, 'signal'> = {}): Promise<ExecResult> {
+    return execResultOf(await this.call('exec', ...execParams(name, argv, opts)));
   }
 
   async nodeInfo(): Promise<NodeInfo> {

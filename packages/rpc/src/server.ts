@@ -4,6 +4,7 @@ import type { Duplex } from 'node:stream';
 import { VirtkitError, type Connection } from '@virtkit/core';
 import { decodeValue, encodeValue, FEATURES, isObject, PROTOCOL_VERSIONS, SUBSCRIBE_EVENTS, type ServerMessage } from './protocol.js';
 import type { RpcChannel } from './channel.js';
+import { serveExec } from './exec.js';
 import { decodeData, Inbox, isStreamId, MAX_STREAMS_PER_SESSION, Outbox, STREAM_FRAME_TYPES, STREAMS_FEATURE, type StreamFrame } from './stream.js';
 
 export interface ServeOptions<P = unknown> {
@@ -51,6 +52,7 @@ const METHODS: ReadonlyMap<string, Handler> = new Map<string, Handler>([
   ['info', (c, p) => c.info(str(p, 0, 'domain name'))],
   ['getConfig', (c, p) => c.getConfig(str(p, 0, 'domain name'), { live: opt(p, 1).live === true })],
   ['nodeInfo', (c) => c.nodeInfo()],
+  ['exec', serveExec],
   ['capabilities', (c) => c.capabilities()],
   [
     'setAutostart',

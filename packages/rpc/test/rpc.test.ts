@@ -14,7 +14,7 @@ import { pair } from './mem.js';
 const repoRoot = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
 const tmp = mkdtempSync(join(tmpdir(), 'virtkit-rpc-test-'));
 const pki = join(tmp, 'pki');
-const MUTATING = new Set(['define', 'undefine', 'start', 'shutdown', 'destroy', 'reboot', 'reset', 'suspend', 'resume', 'setAutostart']);
+const MUTATING = new Set(['define', 'undefine', 'start', 'shutdown', 'destroy', 'reboot', 'reset', 'suspend', 'resume', 'setAutostart', 'exec']);
 
 async function failure(p: Promise<unknown>): Promise<VirtkitError> {
   try {
@@ -160,6 +160,22 @@ describe('rpc over TLS to test:///default', () => {
     const all = await Promise.all(Array.from({ length: 8 }, (_, i) => (i % 2 ? remote.info('test') : remote.info('web1'))));
     expect(all).toHaveLength(8);
     all.forEach((info, i) => expect(info.state).toBe(i % 2 ? 'running' : 'shut-off'));
+  });
+
+  it('runs exec remotely: bytes travel as base64 strings, results come back as bytes', async () => {
+    const { remote } = await dial('admin');
+    const bytes = Uint8Array.from({ length: 300 }, (_, i) => (i * 11) % 256);
+    const r = await remote.exec('test', ['cat'], { stdin: bytes });
+    expect(r.exitCode).toBe(0);
+    expect(r.stdout).toBeInstanceOf(Uint8Array);
+    expect(Buffer.from(r.stdout).equals(Buffer.from(bytes))).toBe(true);
+    expect(await remote.exec('test', ['env'], { env: { A: '1' }, cwd: '/', timeoutMs: 1000 })).toMatchObject({ exitCode: 0, signal: null, truncated: false });
+    // On the wire: base64 text, not an array of numbers.
+    const raw = await remote.call<Record<string, unknown>>('exec', 'test', ['echo', 'hi'], { stdin: Buffer.from('x').toString('base64') });
+    expect(raw).toEqual({ exitCode: 0, signal: null, stdout: Buffer.from('hi\n').toString('base64'), stderr: '', truncated: false });
+    expect((await failure(remote.call('exec', 'test', ['cat'], { stdin: [1, 2] }))).message).toBe('stdin must be a base64 string');
+    expect((await failure(remote.exec('test', []))).message).toBe('argv must be a non-empty array of strings');
+    expect((await failure(remote.exec('web1', ['true']))).code).toBe('OPERATION_INVALID');
   });
 
   it('resumes events after a reconnect with since: lastSeq, each once and in order', async () => {
