@@ -2,14 +2,14 @@
 // separate process with a temp config and PKI; clients are RemoteConnections from
 // connectRemote and the built virtkit command.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { VirtkitError, type DomainEvent } from '@virtkit/core';
 import { connectRemote, type RemoteConnection } from '@virtkit/rpc';
-import { initCa, issueClient, issueServer } from '@virtkit/transport-tls';
+import { connect as dialTls, initCa, issueClient, issueServer } from '@virtkit/transport-tls';
 import { parseDaemonConfig } from '../src/config.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
@@ -190,6 +190,33 @@ describe('virtkitd', () => {
     const ev = await virtkit(['-c', `test+tls://127.0.0.1:${d.port}/default`, '--json', 'events'], { VIRTKIT_TLS_CA: c.ca, VIRTKIT_TLS_CERT: c.cert, VIRTKIT_TLS_KEY: c.key });
     expect(ev.code).toBe(0);
     expect(ev.stdout.trim().split('\n').map((l) => JSON.parse(l).kind)).toContain('started');
+  });
+
+  it('ends a session that breaks the protocol with PROTOCOL_ERROR, and keeps serving others', async () => {
+    const c = creds('admin');
+    const [ca, cert, key] = [readFileSync(c.ca), readFileSync(c.cert), readFileSync(c.key)];
+    const session = async (features: string[]) => {
+      const ch = await dialTls({ host: '127.0.0.1', port: d.port, ca, cert, key });
+      const it = ch.frames[Symbol.asyncIterator]();
+      await ch.send({ t: 'hello', versions: [1], features, node: 'test:///default' });
+      expect((await it.next()).value).toMatchObject({ t: 'welcome', features });
+      return { ch, next: async () => (await it.next()).value as Record<string, unknown> | undefined };
+    };
+    // A stream that does not exist: that stream is refused, the session goes on.
+    const a = await session(['events-resume', 'streams']);
+    await a.ch.send({ t: 'data', s: 99, d: 'aGk=' });
+    expect(await a.next()).toEqual({ t: 'close', s: 99, code: 'PROTOCOL_ERROR', message: 'protocol error: no stream 99' });
+    // Garbage: the session ends, saying why.
+    await a.ch.send([1, 2, 3]);
+    expect(await a.next()).toEqual({ t: 'abort', code: 'PROTOCOL_ERROR', message: 'protocol error: a message must be a JSON object' });
+    expect(await a.next()).toBeUndefined();
+    // A stream open without the negotiated feature.
+    const b = await session(['events-resume']);
+    await b.ch.send({ t: 'call', id: 1, method: 'console', params: ['web1'] });
+    expect(await b.next()).toMatchObject({ t: 'error', id: 1, code: 'PROTOCOL_ERROR', message: expect.stringMatching(/"streams" feature was not negotiated/) });
+    b.ch.close();
+    // Others are served.
+    expect((await dial('admin')).features).toEqual(['events-resume', 'streams']);
   });
 
   it('logs peers by subject and fingerprint, never key material', async () => {

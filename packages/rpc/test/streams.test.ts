@@ -237,6 +237,17 @@ describe('protocol violations are PROTOCOL_ERROR', () => {
       await s2.send({ t: 'welcome', version: 'one' });
     })();
     expect(await openRemote(c2).catch((e: VirtkitError) => e.code)).toBe('PROTOCOL_ERROR');
+    // A transport that closed because the peer broke the framing (TLS: BAD_FRAME, FRAME_TOO_LARGE).
+    const [c3, s3] = pair();
+    void (async () => {
+      await s3.frames[Symbol.asyncIterator]().next();
+      await s3.send({ t: 'welcome', version: 1, features: [], node: { uri: 'test:///x' } });
+    })();
+    const r3 = await openRemote(c3, { keepaliveMs: 0 });
+    const lost = r3.info('x').catch((e: VirtkitError) => [e.code, e.message]);
+    c3.closeReason = { code: 'BAD_FRAME', message: 'frame payload of 5 bytes is not valid JSON' };
+    s3.close();
+    expect(await lost).toEqual(['PROTOCOL_ERROR', 'connection to the daemon lost: BAD_FRAME: frame payload of 5 bytes is not valid JSON']);
   });
 
   it('a frame for a stream that does not exist is answered with a close carrying PROTOCOL_ERROR; the session goes on', async () => {
