@@ -4,7 +4,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createServer, type Server, type Socket } from 'node:net';
 import { join } from 'node:path';
-import { mkdirSync } from 'node:fs';
+import { mkdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
 import { connect, type Connection, type DomainEvent, type Host, type LoadedPlugin } from '../src/index.js';
 import { fixture, tempDir, testHost } from './helpers.js';
 
@@ -66,14 +66,24 @@ describe('effects performed by the host', () => {
   });
 
   it('reads, writes, stats, lists and removes files; runs programs with stdin, bounded output and time-outs; signals and waits', async () => {
+    // Two trees for a recursive remove (a flat one, removed on the worker thread, and one with
+    // a subdirectory), each holding a symlink to a file outside every grant.
+    const outside = join(tempDir(), 'precious');
+    writeFileSync(outside, 'keep me');
+    for (const t of ['flat', 'deep/sub']) {
+      mkdirSync(join(io.stateDir, t), { recursive: true });
+      writeFileSync(join(io.stateDir, t, 'f'), 'x');
+      symlinkSync(outside, join(io.stateDir, t, 'link'));
+    }
     const out = await io.host.run({
       kind: 'info', node: { uri: 'io:///default', stateDir: io.stateDir, runtimeDir: io.runtimeDir }, args: '{}',
     });
     expect(JSON.parse(out.payload!)).toEqual({
-      text: '{"x":1}', size: 5, mode: 0o640, missing: true, names: ['a.json:file', 'b.txt:file'], afterRemove: 1,
+      text: '{"x":1}', size: 5, mode: 0o640, missing: true, names: ['a.json:file', 'b.txt:file'], afterRemove: 1, trees: { flat: true, deep: true },
       cat: 'hello through cat', catCode: 0, big: '{"x":1}{"x', truncated: true,
       slow: 'timeout', exitSignal: 'SIGTERM', procState: expect.stringMatching(/^[RS]$/), procRss: true, clockOk: true,
     });
+    expect(readFileSync(outside, 'utf8')).toBe('keep me');
   });
 
   it('keeps a watched channel open across operations and turns unsolicited events into handle-event', async () => {

@@ -1,7 +1,7 @@
 // Crash- and concurrency-safe building blocks for the stores. Deliberately free of
 // imports from the rest of the package so it can be loaded on its own (the crash
 // tests run it in a bare child process).
-import { readFileSync } from 'node:fs';
+import { readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { AsyncLocalStorage } from 'node:async_hooks';
 import { randomBytes } from 'node:crypto';
 import { open, readFile, rename, rm, type FileHandle } from 'node:fs/promises';
@@ -35,6 +35,22 @@ export async function writeFileAtomic(path: string, data: string | Uint8Array, m
     throw e;
   }
   if (durable) await fsyncDir(dir);
+}
+
+/**
+ * writeFileAtomic without durability, on the calling thread: for small records that must be
+ * whole after a process crash but need not survive a power loss (runtime state, markers).
+ * Four syscalls instead of four thread-pool round trips.
+ */
+export function writeFileAtomicSync(path: string, data: string, mode = 0o600): void {
+  const tmp = join(dirname(path), `.${basename(path)}.${process.pid}.${randomBytes(6).toString('hex')}.tmp`);
+  try {
+    writeFileSync(tmp, data, { mode, flag: 'wx' });
+    renameSync(tmp, path);
+  } catch (e) {
+    rmSync(tmp, { force: true });
+    throw e;
+  }
 }
 
 /** Make a directory's entries (a rename, a new file) durable. */

@@ -1,9 +1,9 @@
 import { mkdir, open, readdir, readFile, rm, stat, truncate, writeFile } from 'node:fs/promises';
-import { readFileSync } from 'node:fs';
+import { closeSync, existsSync, fstatSync, fsync, openSync, read, readFileSync, rmSync, writeSync } from 'node:fs';
 import { basename, join, resolve } from 'node:path';
 import { VirtkitError } from '../errors.js';
 import type { DomainEvent, DomainStatus, StoredDomain } from '../types.js';
-import { fsyncDir, InProcessLock, readJsonFile, readJsonFileSync, writeFileAtomic } from './atomic.js';
+import { fsyncDir, InProcessLock, readJsonFile, readJsonFileSync, writeFileAtomic, writeFileAtomicSync } from './atomic.js';
 import { byName, JOURNAL_KEEP_EVENTS, JOURNAL_MAX_EVENTS, noDomain } from './memory-store.js';
 import type { StateStore } from './store.js';
 
@@ -136,9 +136,15 @@ export class FileStore implements StateStore {
   }
 
   async getDomain(name: string): Promise<StoredDomain | undefined> {
-    const d = await readJsonFile<StoredDomain>(this.#file(name));
+    // Three small files read on this thread: thread-pool round trips would cost more than the reads.
+    const d = readJsonFileSync<StoredDomain>(this.#file(name));
     if (!d) return undefined;
-    const pending = await readJsonFile<StoredDomain['pending']>(this.#pendingFile(name)).catch(() => undefined);
+    let pending: StoredDomain['pending'];
+    try {
+      pending = readJsonFileSync<StoredDomain['pending']>(this.#pendingFile(name));
+    } catch {
+      pending = undefined;
+    }
     return this.#merge(d, readStateSync(this.#stateFile(name)), pending);
   }
 
@@ -182,10 +188,10 @@ export class FileStore implements StateStore {
   async putRuntime(name: string, status: DomainStatus, runtime: string | undefined, liveConfig?: Record<string, unknown>): Promise<void> {
     const file = this.#file(name);
     await this.withLock(async () => {
-      if (!(await readJsonFile<StoredDomain>(file))) throw noDomain(name);
+      if (!existsSync(file)) throw noDomain(name);
       const state: RunState = { status, ...(runtime === undefined ? {} : { runtime }), ...(liveConfig === undefined ? {} : { liveConfig }) };
-      await writeFileAtomic(this.#stateFile(name), JSON.stringify(state) + '\n', 0o600, { durable: false });
-      await rm(this.#pendingFile(name), { force: true });
+      writeFileAtomicSync(this.#stateFile(name), JSON.stringify(state) + '\n');
+      rmSync(this.#pendingFile(name), { force: true });
     });
   }
 
@@ -197,8 +203,8 @@ export class FileStore implements StateStore {
    */
   async putPending(name: string, pending: StoredDomain['pending']): Promise<void> {
     const file = this.#pendingFile(name);
-    if (pending) await writeFileAtomic(file, JSON.stringify(pending), 0o600, { durable: false });
-    else await rm(file, { force: true });
+    if (pending) writeFileAtomicSync(file, JSON.stringify(pending));
+    else rmSync(file, { force: true });
   }
 
   async putAutostart(name: string, on: boolean): Promise<void> {
@@ -244,14 +250,15 @@ export class FileStore implements StateStore {
       const j = await this.#cleanJournal();
       // Explicit fields: nothing else a caller's object carries ends up on disk.
       const stored: DomainEvent = { seq: await this.#nextSeq(j.lastSeq), time: event.time, domain: event.domain, kind: event.kind, reason: event.reason, ...(event.detail ? { detail: event.detail } : {}) };
-      const fh = await open(this.#journal, 'a', 0o600);
+      // One short line on this thread (the fsync, where there is one, in the thread pool).
+      const fd = openSync(this.#journal, 'a', 0o600);
       let st;
       try {
-        await fh.write(JSON.stringify(stored) + '\n');
-        if (!BOOT_ID) await fh.sync();
-        st = await fh.stat();
+        writeSync(fd, JSON.stringify(stored) + '\n');
+        if (!BOOT_ID) await new Promise<void>((res, rej) => fsync(fd, (e) => (e ? rej(e) : res())));
+        st = fstatSync(fd);
       } finally {
-        await fh.close();
+        closeSync(fd);
       }
       if (j.ino === 0) await fsyncDir(this.#dir); // the journal was just created
       this.#scan = { ino: st.ino, size: st.size, mtimeMs: st.mtimeMs, cleanEnd: st.size, lines: j.lines + 1, lastSeq: stored.seq };
@@ -272,7 +279,12 @@ export class FileStore implements StateStore {
   async #nextSeq(lastSeq: number): Promise<number> {
     let next = lastSeq + 1;
     if (!BOOT_ID) return next;
-    const r = await readJsonFile<{ boot?: unknown; upTo?: unknown }>(this.#seqFile).catch(() => undefined);
+    let r: { boot?: unknown; upTo?: unknown } | undefined;
+    try {
+      r = readJsonFileSync(this.#seqFile);
+    } catch {
+      r = undefined; // unreadable: as if absent, which only makes the next seq jump
+    }
     const upTo = typeof r?.upTo === 'number' && Number.isSafeInteger(r.upTo) ? r.upTo : 0;
     const sameBoot = r?.boot === BOOT_ID;
     if (!sameBoot) next = Math.max(next, upTo + 1);
@@ -303,12 +315,19 @@ export class FileStore implements StateStore {
     return this.#local.run(async () => {
       if (this.#closed) throw new VirtkitError('OPERATION_INVALID', 'state store is closed');
       let lost: Error | undefined;
-      let release: () => Promise<void>;
+      let release: () => unknown;
       try {
         // Locking the dir itself; the lock lives at <dir>/.lock (a directory, made atomically by mkdir).
         // Loaded on first use: only file-backed nodes need it, and start-up time counts.
         const { default: lockfile } = await import('proper-lockfile');
-        release = await lockfile.lock(this.#dir, { ...LOCK_OPTIONS, lockfilePath: join(this.#dir, '.lock'), onCompromised: (e) => (lost = e) });
+        const opts = { ...LOCK_OPTIONS, lockfilePath: join(this.#dir, '.lock'), onCompromised: (e: Error) => (lost = e) };
+        try {
+          // Free (the usual case): taken with a few syscalls on this thread.
+          release = lockfile.lockSync(this.#dir, { ...opts, retries: 0 });
+        } catch (e) {
+          if ((e as NodeJS.ErrnoException).code !== 'ELOCKED') throw e;
+          release = await lockfile.lock(this.#dir, opts);
+        }
       } catch (e) {
         if ((e as NodeJS.ErrnoException).code !== 'ELOCKED') throw e;
         throw new VirtkitError('TIMEOUT', `state store ${this.#dir} stayed locked by another process`, { cause: e });
@@ -347,27 +366,27 @@ export class FileStore implements StateStore {
    * appended or compacted; compaction renames, so the inode changes).
    */
   async #readJournal(): Promise<JournalScan> {
-    let fh;
+    let fd;
     try {
-      fh = await open(this.#journal, 'r');
+      fd = openSync(this.#journal, 'r');
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code === 'ENOENT') return (this.#scan = NO_JOURNAL);
       throw e;
     }
     try {
-      const st = await fh.stat();
+      const st = fstatSync(fd);
       const s = this.#scan;
       if (s && s.ino === st.ino && s.size === st.size && s.mtimeMs === st.mtimeMs) return s;
       // Read through the handle and only `size` bytes, so what we parse matches the key
       // even if a writer appends meanwhile.
-      const buf = (await fh.readFile()).subarray(0, st.size);
+      const buf = await readFd(fd, st.size);
       const cleanEnd = buf.lastIndexOf(0x0a) + 1;
       const lines = buf.toString('utf8', 0, cleanEnd).split('\n').slice(0, -1);
       let lastSeq = 0;
       for (let i = lines.length - 1; i >= 0 && !lastSeq; i--) lastSeq = parseEvent(lines[i]!)?.seq ?? 0;
       return (this.#scan = { ino: st.ino, size: st.size, mtimeMs: st.mtimeMs, cleanEnd, lines: lines.length, lastSeq });
     } finally {
-      await fh.close();
+      closeSync(fd);
     }
   }
 
@@ -389,6 +408,18 @@ export class FileStore implements StateStore {
 }
 
 /** Whole lines only: a torn last line (a writer mid-append or crashed) is not an event. */
+/** The first `size` bytes of an open file (the journal can be large: read in the thread pool). */
+async function readFd(fd: number, size: number): Promise<Buffer> {
+  const buf = Buffer.alloc(size);
+  let n = 0;
+  while (n < size) {
+    const got = await new Promise<number>((res, rej) => read(fd, buf, n, size - n, n, (e, k) => (e ? rej(e) : res(k))));
+    if (got === 0) break;
+    n += got;
+  }
+  return buf.subarray(0, n);
+}
+
 function parseJournal(text: string): DomainEvent[] {
   const lines = text.slice(0, text.lastIndexOf('\n') + 1).split('\n');
   return lines.map(parseEvent).filter((e) => e !== undefined);
