@@ -169,7 +169,8 @@ export function parseDaemonConfig(doc: unknown, file: string | undefined): Daemo
   const l = obj(c.limits, '/limits');
   known(l, '/limits', ['maxFrameBytes', 'handshakeTimeoutMs', 'idleTimeoutMs']);
   const limits: DaemonConfig['limits'] = {};
-  if (l.maxFrameBytes !== undefined) limits.maxFrameBytes = int(l.maxFrameBytes, '/limits/maxFrameBytes', 1024, 1024 * 1024 * 1024);
+  // At least 32 KiB: a stream data frame (16 KiB of bytes, base64 in JSON) must fit.
+  if (l.maxFrameBytes !== undefined) limits.maxFrameBytes = int(l.maxFrameBytes, '/limits/maxFrameBytes', 32 * 1024, 1024 * 1024 * 1024);
   if (l.handshakeTimeoutMs !== undefined) limits.handshakeTimeoutMs = int(l.handshakeTimeoutMs, '/limits/handshakeTimeoutMs', 1, 600_000);
   if (l.idleTimeoutMs !== undefined) limits.idleTimeoutMs = int(l.idleTimeoutMs, '/limits/idleTimeoutMs', 0, 86_400_000);
 

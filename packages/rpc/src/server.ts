@@ -163,7 +163,11 @@ export async function serveConnection<C extends RpcChannel>(channel: C, conn: Co
     let failure: Error | undefined;
     source.on('error', (e: Error) => (failure = e));
     const st: ServedStream = { sid, source, out: new Outbox(sid, sendStream), in: new Inbox(sid, (n) => void sendStream({ t: 'ack', s: sid, n }).catch(() => {})), gone: false };
-    st.out.onClosed = () => streams.delete(sid);
+    st.out.onClosed = () => {
+      // the close went out, or the frames could not be sent: either way the source is done
+      streams.delete(sid);
+      source.destroy();
+    };
     streams.set(sid, st);
     const start = async () => {
       // Flow control: the source is read only while the peer has credit (see Outbox).
