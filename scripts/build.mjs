@@ -23,6 +23,7 @@ execFileSync(process.execPath, [join(root, 'node_modules/typescript/bin/tsc'), '
 const components = [
   ['packages/plugin-test/src/driver.ts', 'packages/plugin-test/dist/plugin-test.wasm'],
   ['packages/plugin-kvm/src/driver.ts', 'packages/plugin-kvm/dist/plugin-kvm.wasm'],
+  ['packages/plugin-lxc/src/driver.ts', 'packages/plugin-lxc/dist/plugin-lxc.wasm'],
   ['examples/hello-driver/src/driver.ts', 'examples/hello-driver/dist/hello-driver.wasm'],
   // Test fixtures: plugins/<name>/driver.ts -> plugins/<name>/driver.wasm
   ...readdirSync(join(root, 'packages/core/test/fixtures/plugins'), { withFileTypes: true })

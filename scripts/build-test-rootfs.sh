@@ -1,0 +1,125 @@
+#!/usr/bin/env bash
+# scripts/build-test-rootfs.sh [OUT_DIR]
+#
+# Builds the tiny container root file system virtkit's LXC plugin tests start, from Debian's
+# busybox-static only (no download beyond apt). OUT_DIR defaults to <repo>/.cache/test-rootfs.
+#
+#   OUT_DIR/rootfs/          the root file system: busybox and its applet links, /sbin/init below
+#   OUT_DIR/manifest.json    what was built
+#
+# /sbin/init (a busybox sh script, PID 1 of the container):
+#   prints VIRTKIT-CT-READY <hostname> on the console, then waits;
+#   SIGPWR (lxc-stop's default halt signal) or SIGUSR2: prints VIRTKIT-CT-POWEROFF, exits 0;
+#   SIGINT (lxc-stop -r): prints VIRTKIT-CT-REBOOT and calls reboot(2) (`reboot -f`), so LXC
+#   restarts the container;
+#   with VIRTKIT_IGNORE_HALT=1 in its environment it ignores SIGPWR (a container that does
+#   not stop gracefully).
+#
+# Cached: when manifest.json records the same busybox version and sha256 of this script, it
+# prints "test rootfs: cached" and does nothing. Missing apt packages (lxc, busybox-static,
+# socat) are installed (needs root or sudo).
+set -euo pipefail
+
+REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+OUT_DIR="${1:-$REPO_ROOT/.cache/test-rootfs}"
+# lxc: the lxc-* tools the driver runs; socat: its console relay; busybox-static: the rootfs.
+HOST_PACKAGES="lxc socat busybox-static"
+
+export DEBIAN_FRONTEND=noninteractive
+export LC_ALL=C
+
+say() { echo "test rootfs: $*" >&2; }
+die() { echo "test rootfs: error: $*" >&2; exit 1; }
+
+as_root() {
+  if [ "$(id -u)" = 0 ]; then "$@"
+  elif command -v sudo >/dev/null 2>&1; then sudo -n "$@"
+  else die "need root to run: $*"
+  fi
+}
+
+APT_OPTS=(-q -o DPkg::Lock::Timeout=300)
+[ "$(id -u)" = 0 ] && APT_OPTS+=(-o APT::Sandbox::User=root)
+
+quietly() {
+  local log rc=0
+  log=$(mktemp)
+  "$@" >"$log" 2>&1 || rc=$?
+  if [ "$rc" != 0 ]; then cat "$log" >&2; rm -f "$log"; echo "test rootfs: failed ($rc): $*" >&2; return "$rc"; fi
+  rm -f "$log"
+}
+
+is_installed() { [ "$(dpkg-query -W -f='${db:Status-Status}' "$1" 2>/dev/null)" = installed ]; }
+
+ensure_packages() {
+  local p missing=()
+  for p in "$@"; do is_installed "$p" || missing+=("$p"); done
+  [ ${#missing[@]} = 0 ] && return 0
+  say "apt-get update"
+  quietly as_root apt-get "${APT_OPTS[@]}" update
+  say "apt-get install ${missing[*]}"
+  quietly as_root apt-get "${APT_OPTS[@]}" install -y --no-install-recommends "${missing[@]}"
+}
+
+# shellcheck disable=SC2086
+ensure_packages $HOST_PACKAGES
+BUSYBOX=/bin/busybox
+[ -x "$BUSYBOX" ] || die "busybox-static installed but $BUSYBOX is missing"
+BUSYBOX_VERSION=$(dpkg-query -W -f='${Version}' busybox-static)
+SCRIPT_SHA256=$(sha256sum "${BASH_SOURCE[0]}" | cut -d' ' -f1)
+
+mkdir -p "$OUT_DIR"
+OUT_DIR="$(cd "$OUT_DIR" && pwd)"
+exec 9>"$OUT_DIR/.lock"
+flock 9
+rm -rf "$OUT_DIR"/.build.*
+
+manifest_get() {
+  sed -n "s/^  \"$1\": \"\\(.*\\)\",\\{0,1\\}\$/\\1/p" "$OUT_DIR/manifest.json" 2>/dev/null | head -n1
+}
+if [ -f "$OUT_DIR/manifest.json" ] &&
+   [ "$(manifest_get busyboxVersion)" = "$BUSYBOX_VERSION" ] &&
+   [ "$(manifest_get scriptSha256)" = "$SCRIPT_SHA256" ] &&
+   [ -x "$OUT_DIR/rootfs/sbin/init" ]; then
+  echo "test rootfs: cached"
+  exit 0
+fi
+say "building in $OUT_DIR"
+
+WORK=$(mktemp -d "$OUT_DIR/.build.XXXXXX")
+trap 'rm -rf "$WORK"' EXIT
+R="$WORK/rootfs"
+mkdir -p "$R"/{bin,sbin,usr/bin,usr/sbin,etc,proc,sys,dev,tmp,root,run,var/log}
+chmod 1777 "$R/tmp"
+cp "$BUSYBOX" "$R/bin/busybox"
+for applet in $("$BUSYBOX" --list-full); do
+  [ "$applet" = bin/busybox ] && continue
+  ln -sf /bin/busybox "$R/$applet"
+done
+echo 'root:x:0:0:root:/root:/bin/sh' > "$R/etc/passwd"
+echo 'root:x:0:' > "$R/etc/group"
+: > "$R/etc/hostname"
+
+rm -f "$R/sbin/init"
+cat > "$R/sbin/init" <<'EOF'
+#!/bin/sh
+# virtkit test container init (scripts/build-test-rootfs.sh)
+export PATH=/bin:/sbin:/usr/bin:/usr/sbin
+mount -t tmpfs tmpfs /tmp 2>/dev/null
+if [ "$VIRTKIT_IGNORE_HALT" = 1 ]; then trap '' PWR USR2; else trap 'echo VIRTKIT-CT-POWEROFF; exit 0' PWR USR2; fi
+trap 'echo VIRTKIT-CT-REBOOT; reboot -f' INT
+echo "VIRTKIT-CT-READY $(hostname) ${VIRTKIT_GREETING:-}"
+while :; do sleep 3600 & wait $!; done
+EOF
+chmod 755 "$R/sbin/init"
+
+rm -rf "$OUT_DIR/rootfs"
+mv "$R" "$OUT_DIR/rootfs"
+cat > "$OUT_DIR/manifest.json" <<EOF
+{
+  "rootfs": "rootfs",
+  "busyboxVersion": "$BUSYBOX_VERSION",
+  "scriptSha256": "$SCRIPT_SHA256"
+}
+EOF
+say "done"
