@@ -99,6 +99,23 @@ describe('effects performed by the host', () => {
     expect(events.map((e) => `${e.kind}/${e.reason}`)).toEqual(['started/booted', 'suspended/user', 'resumed/unpaused', 'suspended/user']);
   });
 
+  it('delivers unsolicited events while an exec runs in the domain: an exec does not hold its events back', async () => {
+    peer.emit('RESUME');
+    await until(() => events.at(-1)?.kind === 'resumed');
+    let execDone = false;
+    const long = conn.exec('vm', ['sleep', '1500']).then((r) => {
+      execDone = true;
+      return r;
+    });
+    await new Promise((r) => setTimeout(r, 100));
+    peer.emit('STOP');
+    await until(() => events.at(-1)?.kind === 'suspended', 1000);
+    expect(execDone).toBe(false);
+    expect(Buffer.from((await long).stdout).toString()).toBe('slept');
+    peer.emit('RESUME');
+    await until(() => events.at(-1)?.kind === 'resumed');
+  });
+
   it('re-attaches active domains when a new host opens the node, and reports those whose peer died as crashed', async () => {
     const stateDir = tempDir();
     const first = await connect('io:///default', { host, stateDir });

@@ -111,7 +111,9 @@ async function replaceInstance(reason: string) {
 
 async function run(id: number, request: OperationRequest) {
   const domain = request.domain ?? undefined;
-  if (domain === undefined) return runOp(id, request);
+  // An exec (a command inside the domain, maybe for minutes) changes nothing the domain's
+  // events are about and waits for none of them: its events are not held back for it.
+  if (domain === undefined || request.kind === 'exec') return runOp(id, request);
   busyDomains.set(domain, (busyDomains.get(domain) ?? 0) + 1);
   try {
     await runOp(id, request);
