@@ -68,6 +68,18 @@ const creds = (cn: string) => ({ ca: join(pki, 'ca-cert.pem'), cert: join(pki, '
 
 const CLI = join(repo, 'packages', 'cli', 'bin', 'virtkit.js');
 
+/** A virtkitd config serving qemu:///system on 127.0.0.1 (port 0), with these identities and optionally the admin unix socket. */
+function writeConfig(file: string, o: { identities: unknown[]; adminSocket?: string }): void {
+  writeFileSync(file, JSON.stringify({
+    listen: [{ host: '127.0.0.1', port: 0 }],
+    unix: { admin: o.adminSocket ?? false, readOnly: false },
+    pki: { ca: 'pki/ca-cert.pem', cert: 'pki/server-cert.pem', key: 'pki/server-key.pem' },
+    host: { stateRoot: join(root, 'state'), runtimeRoot: join(root, 'run'), cacheDir: join(repo, '.cache', 'glue') },
+    nodes: ['qemu:///system'],
+    access: { identities: o.identities },
+  }));
+}
+
 /**
  * `virtkit ARGS console NAME` with stdin a pipe: writes `input` once the console is attached,
  * waits until stdout shows `want`, then stops it with SIGINT (as Ctrl-C would).
@@ -136,14 +148,7 @@ describe.skipIf(!hasGuest && !process.env.CI)('virtkitd serving qemu:///system o
   });
 
   it('runs a real guest for an admin, and shows it to but keeps it from a read-only client', async () => {
-    writeFileSync(config, JSON.stringify({
-      listen: [{ host: '127.0.0.1', port: 0 }],
-      unix: { admin: false, readOnly: false },
-      pki: { ca: 'pki/ca-cert.pem', cert: 'pki/server-cert.pem', key: 'pki/server-key.pem' },
-      host: { stateRoot: join(root, 'state'), runtimeRoot: join(root, 'run'), cacheDir: join(repo, '.cache', 'glue') },
-      nodes: ['qemu:///system'],
-      access: { identities: [{ match: { cn: 'admin' }, role: 'admin' }, { match: { cn: 'viewer' }, role: 'read-only' }] },
-    }));
+    writeConfig(config, { identities: [{ match: { cn: 'admin' }, role: 'admin' }, { match: { cn: 'viewer' }, role: 'read-only' }] });
     daemon = await startDaemon();
     const uri = `qemu+tls://127.0.0.1:${daemon.port}/system`;
     const dial = async (cn: string) => {
@@ -202,18 +207,10 @@ describe.skipIf(!hasGuest && !process.env.CI)('virtkitd serving qemu:///system o
     const NAME2 = `con${process.pid % 100000}`;
     const adminSock = join(root, 'admin.sock');
     const config2 = join(root, 'virtkitd-console.json');
-    writeFileSync(config2, JSON.stringify({
-      listen: [{ host: '127.0.0.1', port: 0 }],
-      unix: { admin: adminSock, readOnly: false },
-      pki: { ca: 'pki/ca-cert.pem', cert: 'pki/server-cert.pem', key: 'pki/server-key.pem' },
-      host: { stateRoot: join(root, 'state'), runtimeRoot: join(root, 'run'), cacheDir: join(repo, '.cache', 'glue') },
-      nodes: ['qemu:///system'],
-      access: { identities: [
-        { match: { cn: 'admin' }, role: 'admin' },
-        { match: { cn: 'viewer' }, role: 'read-only' },
-        { match: { cn: 'op' }, role: 'operator', domains: 'web*' },
-      ] },
-    }));
+    writeConfig(config2, {
+      identities: [{ match: { cn: 'admin' }, role: 'admin' }, { match: { cn: 'viewer' }, role: 'read-only' }, { match: { cn: 'op' }, role: 'operator', domains: 'web*' }],
+      adminSocket: adminSock,
+    });
     daemon = await startDaemon(config2);
     const uri = `qemu+tls://127.0.0.1:${daemon.port}/system`;
     const dial = async (cn: string) => {

@@ -4,7 +4,7 @@ import { ErrorCodes, VirtkitError, type Capabilities, type DomainConfig, type Do
 import type { RpcChannel } from './channel.js';
 import { execParams, execResultOf } from './exec.js';
 import { decodeValue, encodeValue, FEATURES, isObject, PROTOCOL_VERSIONS, SUBSCRIBE_EVENTS } from './protocol.js';
-import { decodeData, Inbox, isStreamId, Outbox, STREAMS_FEATURE, type StreamFrame } from './stream.js';
+import { applyStreamFrame, Inbox, isStreamId, Outbox, STREAMS_FEATURE, type StreamFrame } from './stream.js';
 
 /** Default interval between keepalive pings. */
 export const DEFAULT_KEEPALIVE_MS = 10_000;
@@ -86,32 +86,22 @@ export class RemoteStream extends Duplex {
   onFrame(m: Record<string, unknown>): void {
     if (this.remoteClosed) return;
     try {
-      switch (m.t) {
-        case 'data': {
-          const buf = decodeData(m.d);
-          this.in.receive(buf.length);
+      applyStreamFrame(m, this.out, this.in, {
+        data: (buf) => {
           if (this.push(buf)) this.in.consumed(buf.length);
           else this.deferred += buf.length;
-          return;
-        }
-        case 'ack':
-          this.out.grant(m.n as number);
-          return;
-        case 'end':
-          this.push(null);
-          return;
-        case 'close': {
+        },
+        end: () => this.push(null),
+        close: (error) => {
           this.remoteClosed = true;
-          this.out.abort();
-          if (typeof m.code === 'string') this.destroy(new VirtkitError(asCode(m.code), String(m.message ?? 'the stream failed')));
+          if (error) this.destroy(new VirtkitError(asCode(error.code), error.message));
           else {
             // A normal close: what was received stays readable; then 'end', then 'close'.
             this.push(null);
             this.end();
           }
-          return;
-        }
-      }
+        },
+      });
     } catch (e) {
       this.destroy(VirtkitError.is(e) ? e : new VirtkitError('PROTOCOL_ERROR', String(e)));
     }

@@ -5,7 +5,7 @@ import { VirtkitError, type Connection } from '@virtkit/core';
 import { decodeValue, encodeValue, FEATURES, isObject, PROTOCOL_VERSIONS, SUBSCRIBE_EVENTS, type ServerMessage } from './protocol.js';
 import type { RpcChannel } from './channel.js';
 import { serveExec } from './exec.js';
-import { decodeData, Inbox, isStreamId, MAX_STREAMS_PER_SESSION, Outbox, STREAM_FRAME_TYPES, STREAMS_FEATURE, type StreamFrame } from './stream.js';
+import { applyStreamFrame, Inbox, isStreamId, MAX_STREAMS_PER_SESSION, Outbox, STREAM_FRAME_TYPES, STREAMS_FEATURE, type StreamFrame } from './stream.js';
 
 export interface ServeOptions<P = unknown> {
   /**
@@ -202,26 +202,15 @@ export async function serveConnection<C extends RpcChannel>(channel: C, conn: Co
     }
     if (st.gone) return;
     try {
-      switch (m.t) {
-        case 'data': {
-          const buf = decodeData(m.d);
-          st.in.receive(buf.length);
-          st.source.write(buf, () => st.in.consumed(buf.length));
-          return;
-        }
-        case 'ack':
-          st.out.grant(m.n as number);
-          return;
-        case 'end':
-          st.source.end();
-          return;
-        case 'close':
-          // The peer is done: stop at once, drop what was queued, answer nothing.
+      applyStreamFrame(m, st.out, st.in, {
+        data: (buf) => st.source.write(buf, () => st.in.consumed(buf.length)),
+        end: () => st.source.end(),
+        // The peer is done: stop at once (queued bytes were dropped), answer nothing.
+        close: () => {
           st.gone = true;
-          st.out.abort();
           st.source.destroy();
-          return;
-      }
+        },
+      });
     } catch (e) {
       const err = VirtkitError.is(e) ? e : new VirtkitError('PROTOCOL_ERROR', String(e));
       closeStream(st, { code: err.code, message: `protocol error: ${err.message}` }, true);

@@ -221,3 +221,33 @@ export class Inbox {
     }
   }
 }
+
+/** What a stream end does with the peer's frames (its halves handle data accounting and acks). */
+export interface StreamSink {
+  data(buf: Buffer): void;
+  end(): void;
+  /** The peer closed the stream; `error` when it failed. */
+  close(error?: { code: string; message: string }): void;
+}
+
+/** Applies one frame from the peer to a stream. Throws PROTOCOL_ERROR for a violation. */
+export function applyStreamFrame(m: Record<string, unknown>, out: Outbox, inbox: Inbox, sink: StreamSink): void {
+  switch (m.t) {
+    case 'data': {
+      const buf = decodeData(m.d);
+      inbox.receive(buf.length);
+      sink.data(buf);
+      return;
+    }
+    case 'ack':
+      out.grant(m.n as number);
+      return;
+    case 'end':
+      sink.end();
+      return;
+    case 'close':
+      out.abort();
+      sink.close(typeof m.code === 'string' ? { code: m.code, message: String(m.message ?? 'the stream failed') } : undefined);
+      return;
+  }
+}
