@@ -94,9 +94,16 @@ export class Outbox {
     return this.credit;
   }
 
-  /** Queues bytes; `done` runs once they are all handed to the transport. Returns false when the caller should stop producing. */
+  /**
+   * Queues bytes; `done` runs once they are all handed to the transport (or at once, the bytes
+   * dropped, when the stream is over: a writer is never left waiting). Returns false when the
+   * caller should stop producing.
+   */
   write(buf: Buffer, done?: () => void): boolean {
-    if (this.finish || this.finished || this.ended) return false;
+    if (this.finish || this.finished || this.ended) {
+      done?.();
+      return false;
+    }
     if (buf.length > 0) {
       this.queue.push({ buf, ...(done ? { done } : {}) });
       this.queuedBytes += buf.length;
@@ -126,12 +133,13 @@ export class Outbox {
     void this.flush();
   }
 
-  /** Stops at once: queued bytes are dropped (their callbacks never run). */
+  /** Stops at once: queued bytes are dropped (their callbacks run, so no writer waits forever). */
   abort(): void {
     const was = this.finished;
     this.finished = true;
-    this.queue.length = 0;
+    const dropped = this.queue.splice(0);
     this.queuedBytes = 0;
+    for (const q of dropped) q.done?.();
     if (!was) this.onClosed?.();
   }
 

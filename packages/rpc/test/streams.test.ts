@@ -287,4 +287,41 @@ describe('protocol violations are PROTOCOL_ERROR', () => {
       s.client.close();
     }
   });
+
+  it('the client sends no more than the window before an ack, and a close while it waits ends the stream', async () => {
+    const [c, srv] = pair();
+    const got: Record<string, unknown>[] = [];
+    let sentBytes = 0;
+    void (async () => {
+      const it = srv.frames[Symbol.asyncIterator]();
+      await it.next();
+      await srv.send({ t: 'welcome', version: 1, features: ['streams'], node: { uri: 'test:///x' } });
+      for (;;) {
+        const r = await it.next();
+        if (r.done) return;
+        const m = r.value as Record<string, unknown>;
+        got.push(m);
+        if (m.t === 'call') await srv.send({ t: 'result', id: m.id, value: { stream: 1 } });
+        if (m.t === 'data') sentBytes += Buffer.from(m.d as string, 'base64').length;
+      }
+    })();
+    const remote = await openRemote(c, { keepaliveMs: 0 });
+    const sock = await remote.console('vm');
+    const wrote = new Promise<void>((resolve) => sock.write(Buffer.alloc(STREAM_WINDOW_BYTES + 100_000, 1), () => resolve()));
+    await until('a window of data at the server', () => sentBytes === STREAM_WINDOW_BYTES);
+    await new Promise((r) => setTimeout(r, 50));
+    expect(sentBytes).toBe(STREAM_WINDOW_BYTES); // no ack, no more
+    // An ack lets the rest go.
+    await srv.send({ t: 'ack', s: 1, n: STREAM_WINDOW_BYTES });
+    await wrote;
+    await until('the rest', () => sentBytes === STREAM_WINDOW_BYTES + 100_000);
+    // Blocked again on credit, then closed by the daemon: the stream still ends.
+    sock.write(Buffer.alloc(STREAM_WINDOW_BYTES, 2));
+    const closed = new Promise<void>((resolve) => sock.once('close', () => resolve()));
+    sock.resume();
+    await srv.send({ t: 'close', s: 1 });
+    await closed;
+    expect(got.filter((m) => m.t === 'close')).toEqual([]); // a close is not answered
+    remote.close();
+  });
 });
