@@ -22,7 +22,7 @@ export function integer(what: string, min = 0) {
 }
 
 /** Option value parser for a repeatable --env K=V: collects into one object. */
-function envPair(v: string, all: Record<string, string>): Record<string, string> {
+function envPair(v: string, all: Record<string, string> | undefined): Record<string, string> {
   const eq = v.indexOf('=');
   if (eq <= 0) throw new InvalidArgumentError(`--env takes NAME=VALUE, not ${JSON.stringify(v)}`);
   return { ...all, [v.slice(0, eq)]: v.slice(eq + 1) };
@@ -263,17 +263,17 @@ export function buildVerbs(s: Session, ctx: CommandContext, failing: ErrorContex
 
   named(verb('exec', "Run a command inside a running domain: virtkit exec NAME -- CMD [ARGS...]; exits with the command's exit code"))
     .argument('<command...>', "the command and its arguments (after '--' when they start with '-')")
-    .option('--env <K=V>', 'set a variable in the command\'s environment (repeatable)', envPair, {} as Record<string, string>)
+    .option('--env <K=V>', 'set a variable in the command\'s environment (repeatable)', envPair)
     .option('--cwd <dir>', 'absolute working directory inside the domain')
     .option('--timeout <ms>', 'kill the command after this long', integer('--timeout', 1))
-    .option('--stdin', 'send standard input (read to its end) to the command')
-    .action(async (name: string, argv: string[], opts: { json?: boolean; env: Record<string, string>; cwd?: string; timeout?: number; stdin?: boolean }) => {
+    .option('--stdin', 'send standard input (read to its end, as UTF-8 text) to the command')
+    .action(async (name: string, argv: string[], opts: { json?: boolean; env?: Record<string, string>; cwd?: string; timeout?: number; stdin?: boolean }) => {
       note('exec', name);
       const conn = await s.connection();
       const stdin = opts.stdin ? await s.io.readStdin() : undefined;
       const r = await conn.exec(name, argv, {
-        env: opts.env,
         signal: ctx.signal,
+        ...(opts.env !== undefined ? { env: opts.env } : {}),
         ...(opts.cwd !== undefined ? { cwd: opts.cwd } : {}),
         ...(opts.timeout !== undefined ? { timeoutMs: opts.timeout } : {}),
         ...(stdin !== undefined ? { stdin } : {}),
