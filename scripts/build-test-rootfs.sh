@@ -16,14 +16,15 @@
 #   not stop gracefully).
 #
 # Cached: when manifest.json records the same busybox version and sha256 of this script, it
-# prints "test rootfs: cached" and does nothing. Missing apt packages (lxc, busybox-static,
-# socat) are installed (needs root or sudo).
+# prints "test rootfs: cached" and does nothing. Missing apt packages (lxc, socat, util-linux,
+# busybox-static) are installed (needs root or sudo).
 set -euo pipefail
 
 REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 OUT_DIR="${1:-$REPO_ROOT/.cache/test-rootfs}"
-# lxc: the lxc-* tools the driver runs; socat: its console relay; busybox-static: the rootfs.
-HOST_PACKAGES="lxc socat busybox-static"
+# lxc: the lxc-* tools the driver runs; socat: its console relay; util-linux: setpriv (its
+# watchers die with the manager); busybox-static: the rootfs.
+HOST_PACKAGES="lxc socat util-linux busybox-static"
 
 export DEBIAN_FRONTEND=noninteractive
 export LC_ALL=C

@@ -24,6 +24,7 @@ type Ctx = OperationContext<DomainConfig, Runtime>;
 const BIN = '/usr/bin';
 const tool = (name: string) => `${BIN}/lxc-${name}`;
 const SOCAT = '/usr/bin/socat';
+const SETPRIV = '/usr/bin/setpriv';
 const CGROUP = '/sys/fs/cgroup';
 const TOOL_TIMEOUT = 30_000;
 
@@ -99,9 +100,13 @@ function* alive(rt: Runtime): EffectGen<boolean> {
   }
 }
 
-/** Starts the watcher whose exit (the container reached STOPPED) starts a handle-event. */
+/**
+ * Starts the watcher whose exit (the container reached STOPPED) starts a handle-event. It dies
+ * with this host process (setpriv --pdeathsig): a short-lived manager (a CLI command that
+ * re-attached) leaves no watcher behind; the next manager starts its own.
+ */
 function* watch(ctx: Ctx, rt: Runtime): EffectGen<void> {
-  rt.watcher = yield* fx.spawn(tool('wait'), [...target(rt.paths), '-s', 'STOPPED'], { watchDomain: ctx.domain });
+  rt.watcher = yield* fx.spawn(SETPRIV, ['--pdeathsig', 'SIGTERM', tool('wait'), ...target(rt.paths), '-s', 'STOPPED'], { watchDomain: ctx.domain });
 }
 
 function* unwatch(rt: Runtime): EffectGen<void> {
