@@ -208,6 +208,8 @@ export class Daemon {
         }
       },
       onError: (e, method) => this.log('error', 'call-error', { ...who, method, node: nodeUri, message: messageOf(e) }),
+      // Who attached to which console, and when it ended (an audit trail: a console can log in).
+      onStream: (e) => this.log('info', e.event === 'open' ? 'stream-open' : 'stream-closed', { ...who, node: nodeUri, method: e.method, domain: typeof e.params[0] === 'string' ? e.params[0] : null, stream: e.stream, ...(e.reason ? { reason: e.reason } : {}) }),
     });
     this.log('info', 'peer-closed', { ...who, node: nodeUri, ...(ch.closeReason ? { reason: ch.closeReason.code } : {}) });
   }

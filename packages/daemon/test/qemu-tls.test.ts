@@ -240,6 +240,11 @@ describe.skipIf(!hasGuest && !process.env.CI)('virtkitd serving qemu:///system o
     // virtkitd closed its console socket when the stream (then the CLI's session) went away.
     a.destroy();
     await con.closed;
+    const logged = (re: RegExp) => until(`a log line ${re}`, () => re.test(daemon!.log()), 5000);
+    await logged(new RegExp(`"event":"stream-open","cn":"admin"[^\\n]*"method":"console","domain":"${NAME2}","stream":1`));
+    await logged(/"event":"stream-closed","cn":"admin"[^\n]*"stream":1,"reason":"peer-closed"/).catch((e: Error) => {
+      throw new Error(`${e.message}\n${daemon!.log().split('\n').filter((l) => l.includes('stream')).join('\n')}`);
+    });
     const tls = { VIRTKIT_TLS_CA: creds('admin').ca, VIRTKIT_TLS_CERT: creds('admin').cert, VIRTKIT_TLS_KEY: creds('admin').key };
     const viaTls = await cliConsole(['-c', uri, 'console', NAME2], tls, 'vk-cli-tls\n', 'vk-cli-tls');
     expect(viaTls.saw, viaTls.stderr).toBe(true);
@@ -259,6 +264,7 @@ describe.skipIf(!hasGuest && !process.env.CI)('virtkitd serving qemu:///system o
     await admin.destroy(NAME2);
     await con2.closed;
     expect(b.destroyed).toBe(true);
+    await logged(/"event":"stream-closed","cn":"admin"[^\n]*"stream":2,"reason":"source-closed"/);
     await admin.undefine(NAME2);
 
     for (const r of remotes) r.close();

@@ -15,6 +15,11 @@ export interface ServeOptions<P = unknown> {
   authorize?(peer: P, method: string, params: readonly unknown[]): void | Promise<void>;
   /** Errors that are not VirtkitErrors: the client only learns "INTERNAL"; log them here. */
   onError?(error: unknown, method: string): void;
+  /**
+   * A stream opened (after the result went out) or ended, for audit logs. `reason`: `peer-closed`,
+   * `source-closed` (e.g. the domain stopped), `session-ended`, or an error code.
+   */
+  onStream?(e: { event: 'open' | 'closed'; stream: number; method: string; params: readonly unknown[]; reason?: string }): void;
 }
 
 type Handler = (c: Connection, p: unknown[]) => unknown;
@@ -94,6 +99,8 @@ interface ServedStream {
   in: Inbox;
   /** Set when the peer closed it or it was failed: frames for it are ignored from then on. */
   gone: boolean;
+  /** Why it ended, for onStream. */
+  reason?: string;
 }
 
 function errorReply(id: number, e: unknown, method: string, onError: ServeOptions['onError']): ServerMessage {
@@ -146,18 +153,26 @@ export async function serveConnection<C extends RpcChannel>(channel: C, conn: Co
 
   const sendStream = (f: StreamFrame) => channel.send(f);
   /** Ends a stream from this side: the close frame (with the error, if any) follows queued data unless `now`. */
-  const closeStream = (st: ServedStream, error?: { code: string; message: string }, now = false) => {
+  const closeStream = (st: ServedStream, error: { code: string; message: string }, now = false) => {
     if (st.gone) return;
     st.gone = true;
+    st.reason = error.code;
     st.source.destroy();
-    const frame: StreamFrame = { t: 'close', s: st.sid, ...(error ?? {}) };
+    const frame: StreamFrame = { t: 'close', s: st.sid, ...error };
     if (now) {
       st.out.abort();
       void sendStream(frame).catch(() => {});
     } else st.out.finishWith(frame);
   };
   /** Registers an opened source under a new sid; its bytes flow once `start` is called (after the result went out). */
-  const attach = (source: Duplex): { sid: number; start: () => Promise<void> } => {
+  const notify = (e: Parameters<NonNullable<ServeOptions['onStream']>>[0]) => {
+    try {
+      opts.onStream?.(e);
+    } catch {
+      // a failing logger must not take the session down
+    }
+  };
+  const attach = (source: Duplex, method: string, params: unknown[]): { sid: number; start: () => Promise<void> } => {
     const sid = ++lastSid;
     source.pause();
     let failure: Error | undefined;
@@ -167,9 +182,11 @@ export async function serveConnection<C extends RpcChannel>(channel: C, conn: Co
       // the close went out, or the frames could not be sent: either way the source is done
       streams.delete(sid);
       source.destroy();
+      notify({ event: 'closed', stream: sid, method, params, reason: st.reason ?? 'session-ended' });
     };
     streams.set(sid, st);
     const start = async () => {
+      notify({ event: 'open', stream: sid, method, params });
       // Flow control: the source is read only while the peer has credit (see Outbox).
       st.out.onDrain = () => {
         if (!st.gone) source.resume();
@@ -181,6 +198,7 @@ export async function serveConnection<C extends RpcChannel>(channel: C, conn: Co
       const closed = () => {
         if (st.gone) return;
         st.gone = true;
+        st.reason = failure ? 'IO_ERROR' : 'source-closed';
         st.out.finishWith({ t: 'close', s: sid, ...(failure ? { code: 'IO_ERROR', message: `stream ${sid}: ${failure.message}` } : {}) });
       };
       if (source.destroyed) closed();
@@ -208,6 +226,7 @@ export async function serveConnection<C extends RpcChannel>(channel: C, conn: Co
         // The peer is done: stop at once (queued bytes were dropped), answer nothing.
         close: () => {
           st.gone = true;
+          st.reason = 'peer-closed';
           st.source.destroy();
         },
       });
@@ -262,7 +281,7 @@ export async function serveConnection<C extends RpcChannel>(channel: C, conn: Co
           source.destroy();
           throw new VirtkitError('IO_ERROR', 'the session ended while the stream was opening');
         }
-        const { sid, start } = attach(source);
+        const { sid, start } = attach(source, method, params);
         value = { stream: sid };
         after = start;
       } else {

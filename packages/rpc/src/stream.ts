@@ -254,8 +254,8 @@ export function applyStreamFrame(m: Record<string, unknown>, out: Outbox, inbox:
       sink.end();
       return;
     case 'close':
-      out.abort();
       sink.close(typeof m.code === 'string' ? { code: m.code, message: String(m.message ?? 'the stream failed') } : undefined);
+      out.abort();
       return;
   }
 }
