@@ -6,11 +6,9 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
 import { execFileSync } from 'node:child_process';
 import { join } from 'node:path';
+import { noRootfs, repo, rootfs, until } from './helpers.js';
 import { connect, Host, type Connection, type DomainEvent } from '@virtkit/core';
 
-const repo = join(import.meta.dirname, '..', '..', '..');
-const rootfs = join(repo, '.cache', 'test-rootfs', 'rootfs');
-const hasRootfs = existsSync(join(repo, '.cache', 'test-rootfs', 'manifest.json'));
 
 // Short roots: a unix socket path must stay under 108 bytes.
 const root = mkdtempSync('/tmp/vk-');
@@ -21,19 +19,10 @@ const hostOptions = () => ({
   onLog: (_p: string, level: string, m: string) => logs.push(`${level}: ${m}`),
 });
 
-export function ct(name: string, extra: Record<string, unknown> = {}, os: Record<string, unknown> = {}) {
+function ct(name: string, extra: Record<string, unknown> = {}, os: Record<string, unknown> = {}) {
   return { name, memoryMiB: 64, vcpus: 1, os: { type: 'container', rootfs, hostname: `h-${name}`, env: { VIRTKIT_GREETING: `hi-${name}` }, ...os }, ...extra };
 }
 
-async function until<T>(what: string, f: () => T | undefined | false | Promise<T | undefined | false>, ms = 10_000): Promise<T> {
-  const end = Date.now() + ms;
-  for (;;) {
-    const v = await f();
-    if (v) return v;
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 25));
-  }
-}
 
 const dirOf = async (c: Connection, name: string) => join(root, 'run', 'virtkit-plugin-lxc', 'system', (await c.getConfig(name)).uuid!);
 const consoleLog = async (c: Connection, name: string) => {
@@ -53,8 +42,7 @@ const lxcState = async (c: Connection, name: string) => {
 };
 const text = (b: Uint8Array) => Buffer.from(b).toString('utf8');
 
-// Skipped only outside CI when the rootfs was never built (scripts/test.sh builds it).
-describe.skipIf(!hasRootfs && !process.env.CI)('lxc:///system with real containers', () => {
+describe.skipIf(noRootfs)('lxc:///system with real containers', () => {
   let host: Host;
   let conn: Connection;
   const events: DomainEvent[] = [];

@@ -4,12 +4,11 @@
 // The CLI verbs are the VM ones: start, list, exec (exit code passed through), console.
 import { afterAll, describe, expect, it } from 'vitest';
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { noRootfs, repo, rootfs, until } from './helpers.js';
 import { connect, Host, type DomainEvent } from '@virtkit/core';
 
-const repo = join(import.meta.dirname, '..', '..', '..');
-const rootfs = join(repo, '.cache', 'test-rootfs', 'rootfs');
 const cli = join(repo, 'packages', 'cli', 'bin', 'virtkit.js');
 const root = mkdtempSync('/tmp/vk-');
 const lxcpath = join(root, 'run', 'virtkit-plugin-lxc', 'system');
@@ -29,17 +28,8 @@ const lxcState = (uuid: string) => {
   return r.status === 0 ? r.stdout.trim() : 'ABSENT';
 };
 
-async function until<T>(what: string, f: () => T | undefined | false | Promise<T | undefined | false>, ms = 10_000): Promise<T> {
-  const end = Date.now() + ms;
-  for (;;) {
-    const v = await f();
-    if (v) return v;
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 25));
-  }
-}
 
-describe.skipIf(!existsSync(join(repo, '.cache', 'test-rootfs', 'manifest.json')) && !process.env.CI)('managers that come and go', () => {
+describe.skipIf(noRootfs)('managers that come and go', () => {
   const uuids: string[] = [];
   afterAll(() => {
     for (const u of uuids) spawnSync('lxc-stop', ['-n', u, '-P', lxcpath, '-k']);
