@@ -179,7 +179,8 @@ describe('FileStore', () => {
     expect((await stat(file)).mode & 0o777).toBe(0o600);
     await s.putRuntime('vm1', { state: 'running', reason: 'booted' }, '{"pid":1}');
     const state = join(dir, 'domains', 'vm1.state');
-    expect(JSON.parse(await readFile(state, 'utf8'))).toEqual({ status: { state: 'running', reason: 'booted' }, runtime: '{"pid":1}' });
+    // Records are appended, each after a newline: the newest one counts.
+    expect(JSON.parse((await readFile(state, 'utf8')).split('\n').at(-1)!)).toEqual({ status: { state: 'running', reason: 'booted' }, runtime: '{"pid":1}' });
     expect((await stat(state)).mode & 0o777).toBe(0o600);
     await s.close();
   });
@@ -192,6 +193,26 @@ describe('FileStore', () => {
     await writeFile(join(dir, 'domains', 'vm1.state'), '{"status":{"sta');
     expect(await s.getDomain('vm1')).toEqual({ name: 'vm1', config: { a: 1 }, status: { state: 'shut-off', reason: 'unknown' } });
     expect((await s.listDomains()).map((d) => d.status.state)).toEqual(['shut-off']);
+    await s.close();
+  });
+
+  it('reads the newest whole state record: one cut short by a killed writer leaves the one before', async () => {
+    const dir = await tempDir();
+    const s = await FileStore.open(dir);
+    await s.putConfig('vm1', { a: 1 });
+    await s.putRuntime('vm1', { state: 'running', reason: 'booted' }, '{"pid":1}');
+    const file = join(dir, 'domains', 'vm1.state');
+    await writeFile(file, '\n{"status":{"state":"paused","rea', { flag: 'a' });
+    expect((await s.getDomain('vm1'))?.status).toEqual({ state: 'running', reason: 'booted' });
+    // The next record, appended after the torn one, is read whole.
+    await s.putRuntime('vm1', { state: 'paused', reason: 'user' }, '{"pid":1}');
+    expect((await s.getDomain('vm1'))?.status).toEqual({ state: 'paused', reason: 'user' });
+    // A file grown past its bound is rewritten with its newest record only.
+    for (let i = 0; i < 400; i++) await s.putRuntime('vm1', { state: 'running', reason: 'booted' }, JSON.stringify({ pid: 1, pad: 'x'.repeat(100), i }));
+    const text = await readFile(file, 'utf8');
+    expect(text.length).toBeLessThanOrEqual(32 * 1024);
+    expect(JSON.parse(text.split('\n').at(-1)!).runtime).toContain('"i":399');
+    expect((await s.listDomains())[0]?.runtime).toContain('"i":399');
     await s.close();
   });
 
