@@ -118,6 +118,15 @@ describe.skipIf(noRootfs)('lxc:///system with real containers', () => {
     await until('init to greet twice', async () => (await consoleLog(conn, 'again')).split('VIRTKIT-CT-READY').length === 3);
     await new Promise((r) => setTimeout(r, 300)); // room for a (wrong) second event
     expect(events.filter((e) => e.domain === 'again').map((e) => e.kind)).toEqual(['defined', 'started', 'rebooted']);
+    // A reboot from inside (the init calls reboot(2)): reported, and the container is watched on.
+    await conn.exec('again', ['kill', '-INT', '1']);
+    await until('the rebooted event', () => events.filter((e) => e.domain === 'again' && e.kind === 'rebooted').length === 2);
+    expect((await conn.info('again')).state).toBe('running');
+    expect(((await conn.info('again')).details as { initPid: number }).initPid).not.toBe(after);
+    await conn.exec('again', ['kill', '-USR2', '1']);
+    await until('the stop event', () => events.some((e) => e.domain === 'again' && e.kind === 'stopped'));
+    expect(events.filter((e) => e.domain === 'again').map((e) => `${e.kind}/${e.reason}`).slice(2)).toEqual(['rebooted/booted', 'rebooted/booted', 'stopped/shutdown']);
+    await conn.start('again');
     await conn.destroy('again');
   });
 
