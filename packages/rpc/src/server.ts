@@ -152,19 +152,13 @@ export async function serveConnection<C extends RpcChannel>(channel: C, conn: Co
   await send({ t: 'welcome', version: 1, features: agreed, node: { uri: conn.uri.uri } });
 
   const sendStream = (f: StreamFrame) => channel.send(f);
-  /** Ends a stream from this side: the close frame (with the error, if any) follows queued data unless `now`. */
-  const closeStream = (st: ServedStream, error: { code: string; message: string }, now = false) => {
-    if (st.gone) return;
+  /** Fails a stream at once (queued bytes dropped): the close frame carries the error. */
+  const failStream = (st: ServedStream, error: { code: string; message: string }) => {
     st.gone = true;
     st.reason = error.code;
-    st.source.destroy();
-    const frame: StreamFrame = { t: 'close', s: st.sid, ...error };
-    if (now) {
-      st.out.abort();
-      void sendStream(frame).catch(() => {});
-    } else st.out.finishWith(frame);
+    st.out.abort();
+    void sendStream({ t: 'close', s: st.sid, ...error }).catch(() => {});
   };
-  /** Registers an opened source under a new sid; its bytes flow once `start` is called (after the result went out). */
   const notify = (e: Parameters<NonNullable<ServeOptions['onStream']>>[0]) => {
     try {
       opts.onStream?.(e);
@@ -172,6 +166,7 @@ export async function serveConnection<C extends RpcChannel>(channel: C, conn: Co
       // a failing logger must not take the session down
     }
   };
+  /** Registers an opened source under a new sid; its bytes flow once `start` is called (after the result went out). */
   const attach = (source: Duplex, method: string, params: unknown[]): { sid: number; start: () => Promise<void> } => {
     const sid = ++lastSid;
     source.pause();
@@ -218,7 +213,18 @@ export async function serveConnection<C extends RpcChannel>(channel: C, conn: Co
       if (!streamsOn || sid > lastSid) void sendStream({ t: 'close', s: sid, code: 'PROTOCOL_ERROR', message: `protocol error: no stream ${sid}${streamsOn ? '' : ' (streams were not negotiated)'}` }).catch(() => {});
       return;
     }
-    if (st.gone) return;
+    if (st.gone) {
+      // Closed on this side, its close frame still queued behind data: acks still release it.
+      if (m.t === 'ack' || m.t === 'close') {
+        try {
+          if (m.t === 'ack') st.out.grant(m.n as number);
+          else st.out.abort();
+        } catch (e) {
+          failStream(st, { code: 'PROTOCOL_ERROR', message: `protocol error: ${(e as Error).message}` });
+        }
+      }
+      return;
+    }
     try {
       applyStreamFrame(m, st.out, st.in, {
         data: (buf) => st.source.write(buf, () => st.in.consumed(buf.length)),
@@ -232,7 +238,8 @@ export async function serveConnection<C extends RpcChannel>(channel: C, conn: Co
       });
     } catch (e) {
       const err = VirtkitError.is(e) ? e : new VirtkitError('PROTOCOL_ERROR', String(e));
-      closeStream(st, { code: err.code, message: `protocol error: ${err.message}` }, true);
+      st.source.destroy();
+      failStream(st, { code: err.code, message: `protocol error: ${err.message}` });
     }
   };
 

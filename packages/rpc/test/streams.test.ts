@@ -324,4 +324,25 @@ describe('protocol violations are PROTOCOL_ERROR', () => {
     expect(got.filter((m) => m.t === 'close')).toEqual([]); // a close is not answered
     remote.close();
   });
+
+  it('a source that ends while bytes wait for credit: the rest and the close follow the acks', async () => {
+    const total = STREAM_WINDOW_BYTES + 44_000;
+    const source = new Duplex({ read() {}, write(_c, _e, cb) { cb(); } });
+    const s = await session(undefined, { console: async () => source });
+    await s.client.send({ t: 'call', id: 1, method: 'console', params: ['vm'] });
+    expect(await s.next()).toEqual({ t: 'result', id: 1, value: { stream: 1 } });
+    source.push(Buffer.alloc(total, 9));
+    source.push(null);
+    source.destroy(); // gone, with bytes still queued for the client
+    let bytes = 0;
+    let m = await s.next();
+    while (m?.t === 'data') {
+      bytes += Buffer.from(m.d as string, 'base64').length;
+      if (bytes === STREAM_WINDOW_BYTES) await s.client.send({ t: 'ack', s: 1, n: STREAM_WINDOW_BYTES });
+      m = await s.next();
+    }
+    expect(bytes).toBe(total);
+    expect(m).toEqual({ t: 'close', s: 1 });
+    s.client.close();
+  });
 });
