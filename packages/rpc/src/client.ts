@@ -271,7 +271,8 @@ export class RemoteConnection {
   }
 
   /** Ends the session: pending calls and event iterators fail with `err`. */
-  private fail(err: VirtkitError) {
+  /** `closedHere`: close() was called, so streams end quietly (no 'error' for a caller that chose to close). */
+  private fail(err: VirtkitError, closedHere = false) {
     if (this.failure) return;
     this.failure = err;
     clearInterval(this.keepalive);
@@ -281,13 +282,13 @@ export class RemoteConnection {
     for (const p of pending) p.reject(err);
     for (const s of [...this.sinks]) s.fail(err);
     this.sinks.clear();
-    for (const st of [...this.streams.values()]) st.destroy(err);
+    for (const st of [...this.streams.values()]) st.destroy(closedHere ? undefined : err);
     this.streams.clear();
   }
 
-  /** Closes the connection (idempotent); calls in flight fail. */
+  /** Closes the connection (idempotent); calls in flight fail; open streams close (without an error). */
   close(): void {
-    this.fail(new VirtkitError('OPERATION_INVALID', 'the connection is closed'));
+    this.fail(new VirtkitError('OPERATION_INVALID', 'the connection is closed'), true);
   }
 
   /** One call on the wire. Only the daemon's method table answers; others get NO_SUPPORT. */

@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { Duplex } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { VirtkitError, type Connection } from '@virtkit/core';
-import { connect as dialTls, initCa, issueClient, issueServer, listen, type Listener } from '@virtkit/transport-tls';
+import { connect as dialTls, initCa, issueClient, issueServer, listen, type Channel, type Listener } from '@virtkit/transport-tls';
 import { openRemote, serveConnection, STREAM_CHUNK_BYTES, STREAM_WINDOW_BYTES, type RemoteConnection, type RemoteStream } from '../src/index.js';
 import { pair } from './mem.js';
 
@@ -45,10 +45,12 @@ describe('console streams over TLS', () => {
   const fast = { written: 0, finished: false, sockets: [] as Socket[] };
   const guestSide: Socket[] = [];
 
-  const dial = async (features?: string[]) => {
+  const dialChannel = async () => {
     const [cert, key] = await Promise.all([readFile(join(pki, 'clients', 'u-cert.pem'), 'utf8'), readFile(join(pki, 'clients', 'u-key.pem'), 'utf8')]);
-    const ch = await dialTls({ host: '127.0.0.1', port: listener.port, servername: 'localhost', ca, cert, key });
-    const r = await openRemote(ch, { keepaliveMs: 0, ...(features ? { features } : {}) });
+    return dialTls({ host: '127.0.0.1', port: listener.port, servername: 'localhost', ca, cert, key });
+  };
+  const dial = async (features?: string[], ch?: Channel) => {
+    const r = await openRemote(ch ?? (await dialChannel()), { keepaliveMs: 0, ...(features ? { features } : {}) });
     remotes.push(r);
     return r;
   };
@@ -176,15 +178,29 @@ describe('console streams over TLS', () => {
   it('a console that cannot be opened fails the call with its code; streams end with the session', async () => {
     const r = await dial();
     expect(await r.console('nope').catch((e: VirtkitError) => e.code)).toBe('NO_DOMAIN');
+    // Closed by the caller: the streams close quietly.
     const a = await r.console('echo');
     const b = await r.console('echo');
-    const errors: VirtkitError[] = [];
-    for (const s of [a, b]) s.on('error', (e: VirtkitError) => errors.push(e));
+    const errors: unknown[] = [];
+    let closed = 0;
+    for (const s of [a, b]) {
+      s.on('error', (e) => errors.push(e));
+      s.on('close', () => closed++);
+    }
     const [sa, sb] = sources.slice(-2);
     r.close();
-    await until('both streams to fail', () => errors.length === 2);
-    expect(errors.map((e) => e.code)).toEqual(['OPERATION_INVALID', 'OPERATION_INVALID']);
+    await until('both streams to close', () => closed === 2);
+    expect(errors).toEqual([]);
     await until('the daemon to close both console sockets', () => sa!.destroyed && sb!.destroyed);
+    // Lost (the channel fails under it): the stream fails with IO_ERROR.
+    const ch = await dialChannel();
+    const r2 = await dial(undefined, ch);
+    const c = await r2.console('echo');
+    const lost = new Promise<VirtkitError>((resolve) => c.once('error', resolve));
+    const sc = sources.at(-1)!;
+    ch.close();
+    expect((await lost).code).toBe('IO_ERROR');
+    await until('the daemon to close that console socket', () => sc.destroyed);
   });
 });
 
