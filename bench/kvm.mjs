@@ -382,15 +382,17 @@ function qmpClient(sock, what) {
 }
 
 /**
- * The floor of a start: spawn QEMU with virtkit's argv (as virtkit does: detached, empty
+ * The floor of a start: make the runtime dir and log file, spawn QEMU with virtkit's argv (as virtkit does: detached, empty
  * environment, stdout/stderr to a log file), connect to its QMP socket (retrying every 1 ms
  * until it exists), read the greeting, qmp_capabilities, cont, and its return.
  */
 async function bareStart(spec) {
   rmSync(spec.dir, { recursive: true, force: true });
+  // What running this argv needs is part of the floor, as it is of virtkit's start: the
+  // runtime dir and the log file.
+  const t0 = performance.now();
   mkdirSync(spec.dir, { mode: 0o700 });
   const fd = openSync(join(spec.dir, 'qemu.log'), 'a', 0o600);
-  const t0 = performance.now();
   let child;
   try {
     child = spawn(spec.argv[0], spec.argv.slice(1), { env: {}, detached: true, stdio: ['ignore', fd, fd] });
