@@ -114,6 +114,9 @@ function* unwatch(rt: Runtime): EffectGen<void> {
   rt.watcher = undefined;
   if (w === undefined) return;
   try {
+    // The pid may be a watcher of an earlier manager, long gone, and reused since.
+    const p = yield* fx.processInfo(w);
+    if (p.state === 'Z' || !p.argv.includes(rt.paths.name)) return;
     yield* fx.signal(w, 'sigterm');
   } catch (e) {
     if (!(e instanceof DriverError && (e.code === 'not-found' || e.code === 'grant-denied'))) throw e;
