@@ -21,14 +21,18 @@ function tokens(line: string): Token[] {
  * - one operand: a command string, split by shell rules, ';' between commands;
  * - several operands, none with ';': one command, words taken as given;
  * - several operands, some with ';': those are split as command strings, the others kept
- *   as single words, so `virtkit define d.json \; start d` works too.
+ *   as single words, so `virtkit define d.json \; start d` works too; operands after `--`
+ *   are always single words.
  */
 export function splitCommands(operands: string[]): string[][] {
   if (operands.length === 0) return [];
   let all: Token[];
+  // Operands after '--' are a command's own words (`exec vm -- sh -c 'a; b'`): never split.
+  const dashes = operands.indexOf('--');
+  const own = (i: number) => dashes >= 0 && i > dashes;
   if (operands.length === 1) all = tokens(operands[0]!);
-  else if (!operands.some((a) => a.includes(';'))) return [operands];
-  else all = operands.flatMap((a) => (a.includes(';') ? tokens(a) : [a]));
+  else if (!operands.some((a, i) => a.includes(';') && !own(i))) return [operands];
+  else all = operands.flatMap((a, i) => (a.includes(';') && !own(i) ? tokens(a) : [a]));
 
   const commands: string[][] = [];
   let current: string[] = [];

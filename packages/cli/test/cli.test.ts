@@ -375,6 +375,9 @@ describe('command splitting and JSON error offsets', () => {
     expect(splitCommands(['define "my file.json" ;; start d # comment'])).toEqual([['define', 'my file.json'], ['start', 'd']]);
     expect(splitCommands(['define', 'my file.json'])).toEqual([['define', 'my file.json']]);
     expect(splitCommands(['define', 'a.json;', 'start', 'a'])).toEqual([['define', 'a.json'], ['start', 'a']]);
+    // After '--' the words are a command's own, ';' included.
+    expect(splitCommands(['exec', 'c1', '--', 'sh', '-c', 'echo a; echo b'])).toEqual([['exec', 'c1', '--', 'sh', '-c', 'echo a; echo b']]);
+    expect(splitCommands(['start', 'c1;', 'exec', 'c1', '--', 'sh', '-c', 'a; b'])).toEqual([['start', 'c1'], ['exec', 'c1', '--', 'sh', '-c', 'a; b']]);
     expect(splitCommands(['define $HOME/*.json'])).toEqual([['define', '$HOME/*.json']]);
     expect(() => splitCommands(['list && list'])).toThrow(UsageError);
     expect(splitCommands([' ; '])).toEqual([]);

@@ -207,7 +207,11 @@ export class Connection {
         if (!d || this.closed) return;
         await this.apply(d, await this.run({ kind: 'handle-event', domain: d, trigger }));
       })
-      .catch((e) => this.host.options.onLog?.(this.plugin.pkg.name, 'warn', `handle-event for ${domain} failed: ${(e as Error).message}`));
+      .catch((e) => {
+        // Input that arrives while the connection closes (a CLI that just destroyed the
+        // domain and exits) is the next manager's to handle: nothing failed.
+        if (!this.closed) this.host.options.onLog?.(this.plugin.pkg.name, 'warn', `handle-event for ${domain} failed: ${(e as Error).message}`);
+      });
   }
 
   private validateConfig(doc: unknown, where?: string): DomainConfig {
