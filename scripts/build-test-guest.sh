@@ -39,49 +39,13 @@ export DEBIAN_FRONTEND=noninteractive
 export LC_ALL=C
 
 START_MS=$(date +%s%3N)
-say() { echo "test guest: $*" >&2; }
-die() { echo "test guest: error: $*" >&2; exit 1; }
+LOG_PREFIX="test guest"
+say() { echo "$LOG_PREFIX: $*" >&2; }
+die() { echo "$LOG_PREFIX: error: $*" >&2; exit 1; }
 elapsed() { local ms=$(( $(date +%s%3N) - START_MS )); printf '%d.%01ds' $((ms / 1000)) $((ms % 1000 / 100)); }
 
-# Run a command as root (directly, or through sudo when available).
-as_root() {
-  if [ "$(id -u)" = 0 ]; then "$@"
-  elif command -v sudo >/dev/null 2>&1; then sudo -n "$@"
-  else die "need root to run: $*"
-  fi
-}
-
-APT_OPTS=(-q -o DPkg::Lock::Timeout=300)
-[ "$(id -u)" = 0 ] && APT_OPTS+=(-o APT::Sandbox::User=root)   # no "unsandboxed download" warning
-
-# Run a command quietly: its output is shown only when it fails.
-quietly() {
-  local log rc=0
-  log=$(mktemp)
-  "$@" >"$log" 2>&1 || rc=$?
-  if [ "$rc" != 0 ]; then cat "$log" >&2; rm -f "$log"; echo "test guest: failed ($rc): $*" >&2; return "$rc"; fi
-  rm -f "$log"
-}
-
-APT_UPDATED=0
-apt_update_once() {
-  [ "$APT_UPDATED" = 1 ] && return 0
-  APT_UPDATED=1
-  say "apt-get update"
-  quietly as_root apt-get "${APT_OPTS[@]}" update
-}
-
-is_installed() { [ "$(dpkg-query -W -f='${db:Status-Status}' "$1" 2>/dev/null)" = installed ]; }
-
-# Install whichever of the given packages are missing.
-ensure_packages() {
-  local p missing=()
-  for p in "$@"; do is_installed "$p" || missing+=("$p"); done
-  [ ${#missing[@]} = 0 ] && return 0
-  apt_update_once
-  say "apt-get install ${missing[*]}"
-  quietly as_root apt-get "${APT_OPTS[@]}" install -y --no-install-recommends "${missing[@]}"
-}
+# shellcheck source=lib/apt.sh
+. "$REPO_ROOT/scripts/lib/apt.sh"
 
 # ------------------------------------------------------------------------------------------------
 # 1. host packages, output dir, lock

@@ -26,41 +26,13 @@ OUT_DIR="${1:-$REPO_ROOT/.cache/test-rootfs}"
 # watchers die with the manager); busybox-static: the rootfs.
 HOST_PACKAGES="lxc socat util-linux busybox-static"
 
-export DEBIAN_FRONTEND=noninteractive
 export LC_ALL=C
 
-say() { echo "test rootfs: $*" >&2; }
-die() { echo "test rootfs: error: $*" >&2; exit 1; }
-
-as_root() {
-  if [ "$(id -u)" = 0 ]; then "$@"
-  elif command -v sudo >/dev/null 2>&1; then sudo -n "$@"
-  else die "need root to run: $*"
-  fi
-}
-
-APT_OPTS=(-q -o DPkg::Lock::Timeout=300)
-[ "$(id -u)" = 0 ] && APT_OPTS+=(-o APT::Sandbox::User=root)
-
-quietly() {
-  local log rc=0
-  log=$(mktemp)
-  "$@" >"$log" 2>&1 || rc=$?
-  if [ "$rc" != 0 ]; then cat "$log" >&2; rm -f "$log"; echo "test rootfs: failed ($rc): $*" >&2; return "$rc"; fi
-  rm -f "$log"
-}
-
-is_installed() { [ "$(dpkg-query -W -f='${db:Status-Status}' "$1" 2>/dev/null)" = installed ]; }
-
-ensure_packages() {
-  local p missing=()
-  for p in "$@"; do is_installed "$p" || missing+=("$p"); done
-  [ ${#missing[@]} = 0 ] && return 0
-  say "apt-get update"
-  quietly as_root apt-get "${APT_OPTS[@]}" update
-  say "apt-get install ${missing[*]}"
-  quietly as_root apt-get "${APT_OPTS[@]}" install -y --no-install-recommends "${missing[@]}"
-}
+LOG_PREFIX="test rootfs"
+say() { echo "$LOG_PREFIX: $*" >&2; }
+die() { echo "$LOG_PREFIX: error: $*" >&2; exit 1; }
+# shellcheck source=lib/apt.sh
+. "$REPO_ROOT/scripts/lib/apt.sh"
 
 # shellcheck disable=SC2086
 ensure_packages $HOST_PACKAGES

@@ -195,13 +195,42 @@ export const fx = {
     return (yield* perform({ tag: 'wait-process', val: { pid, timeoutMs } }, 'exited')).val;
   },
   /**
-   * Connects to a JSON-lines unix socket. With `watch`, messages matching `watch.events`
-   * that no operation waits for (and the channel closing) start handle-event for the domain.
+   * The exit of a process once it has exited (waiting up to `waitMs` for it), undefined while
+   * it runs. A pid that is gone, or no longer the plugin's (reused by another program), counts
+   * as exited, with nothing known of how.
    */
+  *exitedYet(pid: number, waitMs = 1): EffectGen<{ code?: number; signal?: string } | undefined> {
+    try {
+      const s = yield* fx.waitProcess(pid, waitMs);
+      return { code: s.code ?? undefined, signal: s.signal ?? undefined };
+    } catch (e) {
+      if (e instanceof DriverError && e.code === 'timeout') return undefined;
+      if (e instanceof DriverError && (e.code === 'not-found' || e.code === 'grant-denied')) return {};
+      throw e;
+    }
+  },
   /** CPU time, RSS and state of a process the plugin may signal. */
   *processInfo(pid: number): EffectGen<ProcessInfo> {
     return (yield* perform({ tag: 'process-info', val: pid }, 'process')).val;
   },
+  /**
+   * Whether `pid` is still the process that started at `startTicks` (its processInfo
+   * startTimeTicks, recorded when it was started): false once it exited (a zombie too), or
+   * when the pid now belongs to another process.
+   */
+  *isAlive(pid: number, startTicks: number): EffectGen<boolean> {
+    try {
+      const p = yield* fx.processInfo(pid);
+      return p.state !== 'Z' && Number(p.startTimeTicks) === startTicks;
+    } catch (e) {
+      if (e instanceof DriverError && (e.code === 'not-found' || e.code === 'grant-denied')) return false;
+      throw e;
+    }
+  },
+  /**
+   * Connects to a JSON-lines unix socket. With `watch`, messages matching `watch.events`
+   * that no operation waits for (and the channel closing) start handle-event for the domain.
+   */
   *openChannel(path: string, opts: { timeoutMs?: number; watch?: { domain: string; events: FieldMatch[] } } = {}): EffectGen<number> {
     return (yield* perform({ tag: 'channel-open', val: { path, framing: 'json-lines', timeoutMs: opts.timeoutMs ?? 5000, watch: opts.watch } }, 'channel')).val;
   },

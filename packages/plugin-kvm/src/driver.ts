@@ -45,17 +45,6 @@ function* kvmFacts(fresh = false): EffectGen<{ devKvm: boolean; kvmIntel: boolea
   return kvm;
 }
 
-/** Exit status if the process has exited, undefined while it runs. */
-function* exitedYet(pid: number, waitMs = 1): EffectGen<{ code?: number; signal?: string } | undefined> {
-  try {
-    return yield* fx.waitProcess(pid, waitMs);
-  } catch (e) {
-    if (e instanceof DriverError && e.code === 'timeout') return undefined;
-    if (e instanceof DriverError && e.code === 'not-found') return {};
-    throw e;
-  }
-}
-
 function* tail(path: string, lines = 8): EffectGen<string> {
   try {
     return (yield* fx.readText(path, 65536)).trim().split('\n').slice(-lines).join(' | ');
@@ -206,7 +195,7 @@ function* start(ctx: Ctx): EffectGen<OperationResult<Runtime>> {
       } catch (e) {
         if (!(e instanceof DriverError) || (e.code !== 'io-error' && e.code !== 'not-found')) throw e;
         // Waiting a little for QEMU to exit is the pause between tries: an exit ends it at once.
-        const exit = yield* exitedYet(pid, 3);
+        const exit = yield* fx.exitedYet(pid, 3);
         if (exit) throw new DriverError('driver-failed', `QEMU exited (${exit.code != null ? `code ${exit.code}` : `signal ${exit.signal ?? 'unknown'}`}) before its monitor came up: ${yield* tail(paths.log)}`);
         if (i > 3000) throw new DriverError('timeout', `QEMU's monitor ${paths.qmp} did not come up within 10 s`);
       }
@@ -242,15 +231,7 @@ function statusOf(qs: { status: string }): DomainStatus {
 }
 
 /** Is the recorded QEMU still the process with that pid? */
-function* alive(rt: Runtime): EffectGen<boolean> {
-  try {
-    const p = yield* fx.processInfo(rt.pid);
-    return p.state !== 'Z' && Number(p.startTimeTicks) === rt.startTicks;
-  } catch (e) {
-    if (e instanceof DriverError && (e.code === 'not-found' || e.code === 'grant-denied')) return false;
-    throw e;
-  }
-}
+const alive = (rt: Runtime) => fx.isAlive(rt.pid, rt.startTicks);
 
 /** Whether pid is a running QEMU started for this uuid. */
 function* isQemuOf(pid: number, uuid: string): EffectGen<boolean> {

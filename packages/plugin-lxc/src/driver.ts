@@ -77,28 +77,8 @@ function* lxcState(p: ContainerPaths): EffectGen<string> {
   return r.out.trim().split(/\s+/).pop() ?? 'STOPPED';
 }
 
-/** Exit status if the process has exited, undefined while it runs. */
-function* exitedYet(pid: number, waitMs: number): EffectGen<boolean> {
-  try {
-    yield* fx.waitProcess(pid, waitMs);
-    return true;
-  } catch (e) {
-    if (e instanceof DriverError && e.code === 'timeout') return false;
-    if (e instanceof DriverError && (e.code === 'not-found' || e.code === 'grant-denied')) return true;
-    throw e;
-  }
-}
-
 /** Is the recorded monitor still that process? */
-function* alive(rt: Runtime): EffectGen<boolean> {
-  try {
-    const p = yield* fx.processInfo(rt.monitor);
-    return p.state !== 'Z' && Number(p.startTimeTicks) === rt.monitorTicks;
-  } catch (e) {
-    if (e instanceof DriverError && (e.code === 'not-found' || e.code === 'grant-denied')) return false;
-    throw e;
-  }
-}
+const alive = (rt: Runtime) => fx.isAlive(rt.monitor, rt.monitorTicks);
 
 /**
  * Starts the watcher whose exit (the container reached STOPPED) starts a handle-event. It dies
@@ -126,7 +106,7 @@ function* unwatch(rt: Runtime): EffectGen<void> {
 /** The container is stopped: wait for its monitor to finish, drop its runtime dir. */
 function* cleanup(rt: Runtime): EffectGen<void> {
   yield* unwatch(rt);
-  if (!(yield* exitedYet(rt.monitor, 3000))) log.warn(`LXC monitor ${rt.monitor} of ${rt.paths.name} still runs 3 s after the container stopped`);
+  if (!(yield* fx.exitedYet(rt.monitor, 3000))) log.warn(`LXC monitor ${rt.monitor} of ${rt.paths.name} still runs 3 s after the container stopped`);
   try {
     yield* fx.remove(rt.paths.dir, true);
   } catch (e) {
@@ -217,7 +197,7 @@ function* handleEvent(ctx: Ctx): EffectGen<OperationResult<Runtime> | void> {
   rt.watcher = undefined;
   // The container reached STOPPED. Its monitor exits right after, unless the container
   // rebooted (the monitor starts it again).
-  if (yield* exitedYet(rt.monitor, 1500)) return yield* gone(ctx, rt, 'shutdown');
+  if (yield* fx.exitedYet(rt.monitor, 1500)) return yield* gone(ctx, rt, 'shutdown');
   yield* waitRunning(rt.paths, 10_000);
   yield* watch(ctx, rt);
   return { status: { state: 'running', reason: 'booted' }, runtime: rt, events: [ev(ctx, 'rebooted', 'booted')] };
