@@ -168,7 +168,7 @@ describe('plugin loading', () => {
 
   it('fails an unknown scheme listing what is installed', async () => {
     const host = await testHost();
-    expect(await codeOf(connect('nope:///system', { host }))).toMatch(/^NO_DRIVER: no installed plugin handles nope:\/\/ URIs; installed: qemu:\/\/ \(@virtkit\/plugin-kvm@0\.1\.0\); test:\/\/ \(@virtkit\/plugin-test@0\.1\.0\)/);
+    expect(await codeOf(connect('nope:///system', { host }))).toMatch(/^NO_DRIVER: no installed plugin handles nope:\/\/ URIs; installed: qemu:\/\/ \(@virtkit\/plugin-kvm@0\.1\.0\); lxc:\/\/ \(@virtkit\/plugin-lxc@0\.1\.0\); test:\/\/ \(@virtkit\/plugin-test@0\.1\.0\)/);
     await host.close();
   });
 });
