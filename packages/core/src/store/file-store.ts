@@ -1,6 +1,6 @@
-import { mkdir, open, readdir, readFile, rm, stat, truncate, writeFile } from 'node:fs/promises';
-import { closeSync, existsSync, fstatSync, fsync, openSync, read, readFileSync, rmSync, writeSync } from 'node:fs';
-import { basename, join, resolve } from 'node:path';
+import { mkdir, readdir, readFile, rm, truncate, writeFile } from 'node:fs/promises';
+import { closeSync, existsSync, fstatSync, fsync, openSync, read, readFileSync, writeSync } from 'node:fs';
+import { join, resolve } from 'node:path';
 import { VirtkitError } from '../errors.js';
 import type { DomainEvent, DomainStatus, StoredDomain } from '../types.js';
 import { fsyncDir, InProcessLock, readJsonFile, readJsonFileSync, writeFileAtomic, writeFileAtomicSync } from './atomic.js';
@@ -37,6 +37,8 @@ interface RunState {
   status: DomainStatus;
   runtime?: string;
   liveConfig?: Record<string, unknown>;
+  /** An operation in flight (advisory: who is starting what right now). */
+  pending?: StoredDomain['pending'];
 }
 
 /**
@@ -101,6 +103,9 @@ const LOCK_OPTIONS = {
 /**
  * Durable store for real nodes. Layout under dir:
  *   domains/<name>.json  one StoredDomain per file, replaced by one atomic rename
+ *   domains/<name>.state its runtime state (and a marker of an operation in flight), as
+ *                        appended records: the newest whole one counts
+ *   uuids/<uuid>         the name of the domain with that uuid
  *   events.jsonl         append-only journal, one event per line (see appendEvent)
  *   events.seq           the highest seq the journal may hold: {"boot", "upTo"}, fsynced
  *   .lock                proper-lockfile's lock, held by every writer (any process)
@@ -111,11 +116,6 @@ export class FileStore implements StateStore {
   readonly #domains: string;
   /** uuids/<uuid> holds the name of the domain with that uuid: a define checks one file, not all. */
   readonly #uuids: string;
-  /**
-   * pending/<name>.json marks an operation in flight. Advisory (who is starting what right
-   * now), so written without fsync: after a power loss there is nothing in flight anyway.
-   */
-  readonly #pending: string;
   readonly #journal: string;
   readonly #seqFile: string;
   readonly #local = new InProcessLock();
@@ -126,7 +126,6 @@ export class FileStore implements StateStore {
     this.#dir = dir;
     this.#domains = join(dir, 'domains');
     this.#uuids = join(dir, 'uuids');
-    this.#pending = join(dir, 'pending');
     this.#journal = join(dir, 'events.jsonl');
     this.#seqFile = join(dir, 'events.seq');
   }
@@ -135,7 +134,6 @@ export class FileStore implements StateStore {
     const store = new FileStore(resolve(dir));
     await mkdir(store.#domains, { recursive: true, mode: 0o700 });
     await mkdir(store.#uuids, { recursive: true, mode: 0o700 });
-    await mkdir(store.#pending, { recursive: true, mode: 0o700 });
     await store.withLock(() => store.#recover());
     return store;
   }
@@ -149,26 +147,18 @@ export class FileStore implements StateStore {
         if (f.startsWith('.') && f.endsWith('.tmp')) await rm(join(dir, f), { force: true });
       }
     }
-    // Markers are written without the lock: only a temp file nobody touched for a minute is an orphan.
-    for (const f of await readdir(this.#pending)) {
-      if (!f.startsWith('.') || !f.endsWith('.tmp')) continue;
-      const st = await stat(join(this.#pending, f)).catch(() => undefined);
-      if (st && Date.now() - st.mtimeMs > 60_000) await rm(join(this.#pending, f), { force: true });
-    }
   }
 
   async listDomains(): Promise<StoredDomain[]> {
     const files = (await readdir(this.#domains)).filter((f) => f.endsWith('.json') && !f.startsWith('.'));
     // Small files read one by one synchronously: ~7x faster than a thousand promises
     // queued on libuv's four threads (bench/kvm.mjs: 1000 domains, 10 ms vs 75 ms).
-    const pending = new Set(await readdir(this.#pending));
     const all: StoredDomain[] = [];
     for (const f of files) {
       const d = readJsonFileSync<StoredDomain>(join(this.#domains, f));
       // A domain removed between readdir and read is simply gone.
       if (!d) continue;
-      const p = pending.has(f) ? readJsonFileSync<StoredDomain['pending']>(join(this.#pending, f)) : undefined;
-      all.push(this.#merge(d, readStateSync(this.#stateFile(d.name)), p));
+      all.push(this.#merge(d, readStateSync(this.#stateFile(d.name))));
     }
     return all.sort(byName);
   }
@@ -177,17 +167,12 @@ export class FileStore implements StateStore {
     // Three small files read on this thread: thread-pool round trips would cost more than the reads.
     const d = readJsonFileSync<StoredDomain>(this.#file(name));
     if (!d) return undefined;
-    let pending: StoredDomain['pending'];
-    try {
-      pending = readJsonFileSync<StoredDomain['pending']>(this.#pendingFile(name));
-    } catch {
-      pending = undefined;
-    }
-    return this.#merge(d, readStateSync(this.#stateFile(name)), pending);
+    return this.#merge(d, readStateSync(this.#stateFile(name)));
   }
 
   /** The durable record, its runtime state (default: shut off), and a pending marker. */
-  #merge(d: StoredDomain, state: RunState | undefined, pending: StoredDomain['pending']): StoredDomain {
+  #merge(d: StoredDomain, state: RunState | undefined): StoredDomain {
+    const pending = state?.pending;
     const { status: _s, runtime: _r, liveConfig: _l, pending: _p, ...durable } = d;
     return {
       ...durable,
@@ -209,10 +194,6 @@ export class FileStore implements StateStore {
     return this.#file(name).replace(/\.json$/, '.state');
   }
 
-  #pendingFile(name: string): string {
-    return join(this.#pending, `${basename(this.#file(name), '.json')}.json`);
-  }
-
   async putConfig(name: string, config: Record<string, unknown>): Promise<void> {
     const file = this.#file(name);
     await this.withLock(async () => {
@@ -230,20 +211,21 @@ export class FileStore implements StateStore {
       if (!existsSync(file)) throw noDomain(name);
       const state: RunState = { status, ...(runtime === undefined ? {} : { runtime }), ...(liveConfig === undefined ? {} : { liveConfig }) };
       appendStateSync(this.#stateFile(name), state);
-      rmSync(this.#pendingFile(name), { force: true });
     });
   }
 
   /**
-   * Advisory and per domain, so no store lock: the caller runs the domain's operations one at
-   * a time and has just read its record. Written whole (temp file, rename), not fsynced. A
-   * marker that outlives its domain (undefined by another process meanwhile) names a pid that
-   * is gone: ignored, and removed by the next connection that opens the node.
+   * Marks (or clears) an operation in flight: a record appended to the state file with the
+   * current state, so no file is made or removed for it. Not fsynced: after a power loss
+   * nothing is in flight anyway. The next putRuntime's record has no marker: it clears it.
    */
   async putPending(name: string, pending: StoredDomain['pending']): Promise<void> {
-    const file = this.#pendingFile(name);
-    if (pending) writeFileAtomicSync(file, JSON.stringify(pending));
-    else rmSync(file, { force: true });
+    const file = this.#file(name);
+    await this.withLock(async () => {
+      if (!existsSync(file)) throw noDomain(name);
+      const { pending: _old, ...state } = readStateSync(this.#stateFile(name)) ?? { status: { state: 'shut-off', reason: 'unknown' } as DomainStatus };
+      appendStateSync(this.#stateFile(name), pending ? { ...state, pending } : state);
+    });
   }
 
   async putAutostart(name: string, on: boolean): Promise<void> {
@@ -263,7 +245,6 @@ export class FileStore implements StateStore {
       await rm(file, { force: true });
       await fsyncDir(this.#domains);
       await rm(this.#stateFile(name), { force: true });
-      await rm(this.#pendingFile(name), { force: true });
       if (typeof old?.config.uuid === 'string') await rm(this.#uuidFile(old.config.uuid), { force: true });
     });
   }

@@ -1,8 +1,7 @@
 // Performs a driver's effects, after checking each against the plugin's grant. Runs in the
 // plugin's worker thread, next to the component, so a step and its effect never cross
 // threads. Every effect is bounded in time; channels and child handles outlive operations.
-import { spawn, type ChildProcess } from 'node:child_process';
-import { constants as C, openSync, closeSync, readdirSync, realpathSync, rmdirSync, unlinkSync, type Dirent } from 'node:fs';
+import { constants as C, readdirSync, realpathSync, rmdirSync, unlinkSync, type Dirent } from 'node:fs';
 import { open, readFile, readdir, lstat, rm, mkdir, rename, unlink } from 'node:fs/promises';
 import { createConnection, type Socket } from 'node:net';
 import { basename, dirname, join } from 'node:path';
@@ -10,6 +9,7 @@ import { randomBytes } from 'node:crypto';
 import { VirtkitError } from '../errors.js';
 import type { GrantChecker } from '../plugins/grants.js';
 import type { Effect, EffectResult, EventTrigger } from '../types.js';
+import { SpawnerLauncher, type Exit, type Launcher } from './launcher.js';
 
 type E<T extends Effect['tag']> = Extract<Effect, { tag: T }> extends { val: infer V } ? V : never;
 
@@ -123,11 +123,6 @@ interface Channel {
   waiters: Set<() => void>;
 }
 
-interface Exit {
-  code: number | null;
-  signal: string | null;
-}
-
 function matches(msg: unknown, filter: E<'channel-receive'>['filter']): boolean {
   if (filter.length === 0) return true;
   if (msg === null || typeof msg !== 'object') return false;
@@ -139,7 +134,9 @@ export class EffectPerformer {
   private channels = new Map<number, Channel>();
   private nextChannel: number;
   /** Processes this plugin started: their exit, seen through our own child handle. */
-  private children = new Map<number, { child: ChildProcess; exit?: Exit; waiters: Set<() => void> }>();
+  private children = new Map<number, { exit?: Exit; waiters: Set<() => void> }>();
+  /** Starts the children: through the spawner process (cheap forks), or directly. */
+  private launcher: Launcher = new SpawnerLauncher();
 
   constructor(
     private grant: GrantChecker,
@@ -208,58 +205,36 @@ export class EffectPerformer {
     const env = Object.fromEntries(req.env.map((v) => [v.name, v.value]));
     if (req.mode.tag === 'background') {
       const opts = req.mode.val;
-      let fd: number | undefined;
-      if (opts.logFile !== undefined) fd = openSync(this.grant.write(opts.logFile), C.O_WRONLY | C.O_CREAT | C.O_APPEND | C.O_NOFOLLOW, 0o600);
+      const logFile = opts.logFile === undefined ? undefined : this.grant.write(opts.logFile);
+      const rec = { exit: undefined as Exit | undefined, waiters: new Set<() => void>() };
+      const watch = opts.watchDomain;
+      let pid: number;
       try {
-        const child = spawn(executable, req.args, {
-          env, cwd, detached: opts.detached, stdio: ['ignore', fd ?? 'ignore', fd ?? 'ignore'],
-        });
-        await new Promise<void>((resolve, reject) => {
-          child.once('spawn', resolve);
-          child.once('error', (e) => reject(ioError(`spawn ${req.executable}`, e)));
-        });
-        const rec = { child, exit: undefined as Exit | undefined, waiters: new Set<() => void>() };
-        this.children.set(child.pid!, rec);
-        const watch = opts.watchDomain;
-        child.once('exit', (code, signal) => {
-          rec.exit = { code, signal };
+        pid = await this.launcher.background({ file: executable, args: req.args, env, cwd, detached: opts.detached, logFile }, (x) => {
+          rec.exit = { code: x.code, signal: x.signal };
           for (const w of rec.waiters) w();
           if (watch) {
-            const status = { code: code ?? undefined, signal: signal ?? undefined, stdout: new Uint8Array(), stderr: new Uint8Array(), truncated: false };
-            this.onWatch({ nodeUri: ctx.nodeUri, domain: watch, trigger: { tag: 'process-exited', val: [child.pid!, status] } });
+            const status = { code: x.code ?? undefined, signal: x.signal ?? undefined, stdout: new Uint8Array(), stderr: new Uint8Array(), truncated: false };
+            this.onWatch({ nodeUri: ctx.nodeUri, domain: watch, trigger: { tag: 'process-exited', val: [x.pid, status] } });
           }
         });
-        // A detached hypervisor must outlive this host: don't keep our event loop alive for it.
-        if (opts.detached) child.unref();
-        return { tag: 'spawned', val: child.pid! };
-      } finally {
-        if (fd !== undefined) closeSync(fd);
+      } catch (e) {
+        throw ioError(`spawn ${req.executable}`, e);
       }
+      // An exit reported before we knew the pid (a child that died at once) was recorded in rec.
+      this.children.set(pid, rec);
+      return { tag: 'spawned', val: pid };
     }
     const run = req.mode.val;
     const max = Math.max(0, run.maxOutputBytes);
-    return bounded(`running ${req.executable}`, this.cap(run.timeoutMs), ctx, (sig) => new Promise((resolve, reject) => {
-      const child = spawn(executable, req.args, { env, cwd, stdio: ['pipe', 'pipe', 'pipe'] });
-      const out: Buffer[] = [], err: Buffer[] = [];
-      let outLen = 0, errLen = 0, truncated = false;
-      const collect = (bufs: Buffer[], len: number, d: Buffer) => {
-        const room = max - len;
-        if (room <= 0) { truncated = true; return len; }
-        if (d.length > room) truncated = true;
-        bufs.push(d.subarray(0, room));
-        return len + Math.min(room, d.length);
-      };
-      child.stdout!.on('data', (d: Buffer) => (outLen = collect(out, outLen, d)));
-      child.stderr!.on('data', (d: Buffer) => (errLen = collect(err, errLen, d)));
-      child.stdin!.on('error', () => {});
-      child.stdin!.end(run.stdin ? Buffer.from(run.stdin) : undefined);
-      sig.addEventListener('abort', () => child.kill('SIGKILL'));
-      child.once('error', (e) => reject(ioError(`spawn ${req.executable}`, e)));
-      child.once('close', (code, signal) => resolve({
-        tag: 'exited',
-        val: { code: code ?? undefined, signal: signal ?? undefined, stdout: new Uint8Array(Buffer.concat(out)), stderr: new Uint8Array(Buffer.concat(err)), truncated },
-      }));
-    }));
+    return bounded(`running ${req.executable}`, this.cap(run.timeoutMs), ctx, async (sig) => {
+      try {
+        const r = await this.launcher.run({ file: executable, args: req.args, env, cwd, stdin: run.stdin ? new Uint8Array(run.stdin) : undefined, max }, sig);
+        return { tag: 'exited', val: { code: r.code ?? undefined, signal: r.signal ?? undefined, stdout: r.stdout, stderr: r.stderr, truncated: r.truncated } };
+      } catch (e) {
+        throw ioError(`spawn ${req.executable}`, e);
+      }
+    });
   }
 
   /** A pid is ours if we started it, or if it runs one of the granted executables. */
@@ -551,5 +526,6 @@ export class EffectPerformer {
   close(): void {
     for (const ch of this.channels.values()) ch.socket.destroy();
     this.channels.clear();
+    this.launcher.close();
   }
 }

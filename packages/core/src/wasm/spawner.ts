@@ -1,0 +1,32 @@
+// The spawner: a small Node process the plugin worker starts once and asks to start its
+// child processes. fork() copies the page tables of the process that calls it, so its cost
+// grows with that process's memory: ~10 ms from a manager holding Wasm instances (~250 MB),
+// ~1.5 ms from this process (~45 MB). Every effect was checked by the worker before it
+// reaches here; this program only starts what it is told, as it is told (argv arrays, no
+// shell), and reports pids, exits and output back. It exits when the worker goes away:
+// detached children (their own session) live on, the others get their parent's death.
+// Protocol (IPC, advanced serialization): SpawnerRequest / SpawnerReply in launcher.ts.
+import { DirectLauncher, type SpawnerReply, type SpawnerRequest } from './launcher.js';
+
+const send = (m: SpawnerReply) => process.send?.(m);
+const direct = new DirectLauncher();
+const running = new Map<number, AbortController>();
+const failed = (id: number) => (e: unknown) => send({ t: 'failed', id, message: (e as Error).message });
+
+process.on('message', (m: SpawnerRequest) => {
+  if (m.t === 'background') {
+    const { id, t: _t, ...spec } = m;
+    direct.background(spec, (x) => send({ t: 'exit', ...x })).then((pid) => send({ t: 'spawned', id, pid }), failed(id));
+  } else if (m.t === 'run') {
+    const { id, t: _t, ...spec } = m;
+    const ac = new AbortController();
+    running.set(id, ac);
+    direct
+      .run(spec, ac.signal)
+      .then((r) => send({ t: 'ran', id, ...r }), failed(id))
+      .finally(() => running.delete(id));
+  } else if (m.t === 'kill') running.get(m.id)?.abort();
+});
+// The worker is gone (closed, or its process died): so is our reason to be.
+process.on('disconnect', () => process.exit(0));
+send({ t: 'ready', pid: process.pid });
