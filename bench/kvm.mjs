@@ -12,7 +12,7 @@
 // test guest (`bash scripts/build-test-guest.sh`) first. Every QEMU it starts is stopped
 // before it exits, also on an error or Ctrl-C.
 import { formatTable, median, quantile, fmt } from './table.mjs';
-import { execFile, spawn } from 'node:child_process';
+import { execFile, fork, spawn } from 'node:child_process';
 import { closeSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { open as openFile, readdir, readFile, rename } from 'node:fs/promises';
 import { createConnection } from 'node:net';
@@ -69,7 +69,6 @@ const tempRoot = () => {
   temps.push(d);
   return d;
 };
-const bareChildren = new Set(); // ChildProcess of each bare QEMU
 const ourPids = new Set(); // pids of the QEMUs virtkit started (from their pidfiles)
 
 /** Runs, not a zombie. */
@@ -95,14 +94,7 @@ function oursByCmdline(pid) {
 /** Last resort, synchronous (also from a signal handler): SIGKILL what is left, by pid. */
 function killLeftovers() {
   let n = 0;
-  for (const c of bareChildren) {
-    if (c.exitCode === null && c.signalCode === null) {
-      try {
-        c.kill('SIGKILL');
-        n++;
-      } catch {}
-    }
-  }
+  // Bare QEMUs die with their floor process (bench/qemu-floor.mjs); the scan below finds them too.
   const pids = new Set(ourPids);
   // A QEMU virtkit spawned but whose pid we never read (a start that failed half-way).
   for (const e of readdirSync('/proc')) if (/^\d+$/.test(e) && oursByCmdline(Number(e))) pids.add(Number(e));
@@ -314,132 +306,42 @@ class Lab {
 }
 
 // ---------------------------------------------------------------------------------------
-// The floor: bare QEMU, spawned and driven over QMP by hand.
+// The floor: bare QEMU, spawned and driven over QMP by hand, from a small process of its own
+// (bench/qemu-floor.mjs: a spawn from this process, which holds virtkit's host, costs ~10 ms
+// more than from a small one).
 
-function connectOnce(path) {
-  return new Promise((resolve, reject) => {
-    const s = createConnection(path);
-    s.once('connect', () => {
-      s.removeListener('error', reject);
-      resolve(s);
-    });
-    s.once('error', reject);
+const floorRunner = fork(join(bench, 'qemu-floor.mjs'), [], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+const floorCalls = new Map();
+let floorIds = 0;
+floorRunner.on('message', (m) => {
+  const p = floorCalls.get(m.id);
+  floorCalls.delete(m.id);
+  if (m.error) p?.reject(new Error(m.error));
+  else p?.resolve(m);
+});
+floorRunner.unref();
+floorRunner.channel?.unref();
+const askFloor = (m) =>
+  new Promise((resolve, reject) => {
+    floorCalls.set(m.id, { resolve, reject });
+    floorRunner.send(m);
   });
-}
-
-function tailOf(file) {
-  try {
-    return readFileSync(file, 'utf8').trim().split('\n').slice(-5).join(' | ');
-  } catch {
-    return '(no log)';
-  }
-}
-
-/** Newline-delimited JSON over the QMP socket. */
-function qmpClient(sock, what) {
-  let buffer = '';
-  const queue = [];
-  let closed = false;
-  let wake;
-  sock.setEncoding('utf8');
-  sock.on('error', () => {});
-  sock.on('data', (d) => {
-    buffer += d;
-    let nl;
-    while ((nl = buffer.indexOf('\n')) >= 0) {
-      const line = buffer.slice(0, nl).trim();
-      buffer = buffer.slice(nl + 1);
-      if (line) queue.push(JSON.parse(line));
-    }
-    wake?.();
-  });
-  sock.on('close', () => {
-    closed = true;
-    wake?.();
-  });
-  const next = async (pred, timeoutMs = 10_000) => {
-    const end = performance.now() + timeoutMs;
-    for (;;) {
-      const i = queue.findIndex(pred);
-      if (i >= 0) return queue.splice(i, 1)[0];
-      if (closed) throw new Error(`${what}: QMP closed`);
-      const left = end - performance.now();
-      if (left <= 0) throw new Error(`${what}: no QMP reply within ${timeoutMs} ms`);
-      await new Promise((r) => {
-        wake = r;
-        setTimeout(r, left).unref();
-      });
-      wake = undefined;
-    }
-  };
-  const call = async (execute) => {
-    sock.write(`${JSON.stringify({ execute })}\n`);
-    const reply = await next((m) => 'return' in m || 'error' in m);
-    if (reply.error) throw new Error(`${what}: QMP ${execute}: ${reply.error.desc}`);
-    return reply.return;
-  };
-  return { next, call };
-}
 
 /**
- * The floor of a start: make the runtime dir and log file, spawn QEMU with virtkit's argv (as virtkit does: detached, empty
- * environment, stdout/stderr to a log file), connect to its QMP socket (retrying every 1 ms
- * until it exists), read the greeting, qmp_capabilities, cont, and its return.
+ * The floor of a start (bench/qemu-floor.mjs): make the runtime dir and log file, spawn QEMU
+ * with virtkit's argv (detached, empty environment, stdout/stderr to a log file), connect to
+ * its QMP socket (retrying every 1 ms), read the greeting, qmp_capabilities, cont, its return.
+ * t0 is on this process's clock; isAlive() says whether that QEMU still runs.
  */
 async function bareStart(spec) {
-  rmSync(spec.dir, { recursive: true, force: true });
-  // What running this argv needs is part of the floor, as it is of virtkit's start: the
-  // runtime dir and the log file.
-  const t0 = performance.now();
-  mkdirSync(spec.dir, { mode: 0o700 });
-  const fd = openSync(join(spec.dir, 'qemu.log'), 'a', 0o600);
-  let child;
-  try {
-    child = spawn(spec.argv[0], spec.argv.slice(1), { env: {}, detached: true, stdio: ['ignore', fd, fd] });
-  } finally {
-    closeSync(fd);
-  }
-  bareChildren.add(child);
-  const exited = new Promise((resolve) => child.once('exit', (code, signal) => resolve({ code, signal, at: performance.now() })));
-  child.once('error', () => {});
-  try {
-    let sock;
-    for (const end = t0 + 10_000; !sock; ) {
-      try {
-        sock = await connectOnce(spec.qmp);
-      } catch (e) {
-        if (e.code !== 'ENOENT' && e.code !== 'ECONNREFUSED') throw e;
-        if (child.exitCode !== null || child.signalCode !== null) throw new Error(`bare QEMU exited (${child.exitCode ?? child.signalCode}) before its monitor came up: ${tailOf(join(spec.dir, 'qemu.log'))}`);
-        if (performance.now() > end) throw new Error(`bare QEMU's monitor ${spec.qmp} did not come up within 10 s`);
-        await sleep(1);
-      }
-    }
-    const connected = performance.now() - t0;
-    const q = qmpClient(sock, 'bare QEMU');
-    await q.next((m) => 'QMP' in m);
-    const greeted = performance.now() - t0;
-    await q.call('qmp_capabilities');
-    const negotiated = performance.now() - t0;
-    await q.call('cont');
-    const ms = performance.now() - t0;
-    return { ms, t0, child, sock, exited, connectedMs: connected, greetedMs: greeted, negotiatedMs: negotiated };
-  } catch (e) {
-    child.kill('SIGKILL');
-    throw e;
-  }
+  const id = ++floorIds;
+  const r = await askFloor({ t: 'start', id, spec: { dir: spec.dir, argv: spec.argv, qmp: spec.qmp } });
+  return { id, ms: r.ms, t0: r.t0Abs - performance.timeOrigin, pid: r.pid, isAlive: () => alive(r.pid), connectedMs: r.connectedMs, greetedMs: r.greetedMs, negotiatedMs: r.negotiatedMs };
 }
 
-/** The floor of a destroy: from kill(SIGTERM) to the child's 'exit' event. */
+/** The floor of a destroy: from kill(SIGTERM) to the child's 'exit' event, in the floor process. */
 async function bareDestroy(b) {
-  b.sock.destroy();
-  const t0 = performance.now();
-  b.child.kill('SIGTERM');
-  const timer = setTimeout(() => b.child.kill('SIGKILL'), 10_000);
-  const x = await b.exited;
-  clearTimeout(timer);
-  bareChildren.delete(b.child);
-  if (x.signal === 'SIGKILL') throw new Error('bare QEMU ignored SIGTERM for 10 s');
-  return x.at - t0;
+  return (await askFloor({ t: 'destroy', id: b.id })).ms;
 }
 
 /** ms from t0 until `marker` is in `file` (polled every 10 ms, the same for both sides). */
@@ -548,7 +450,7 @@ async function bootToMarker(lab, spec) {
 
     rm(spec.serialLog);
     const b = await bareStart(spec);
-    const f = await waitMarker(spec.serialLog, READY, b.t0, () => b.child.exitCode === null && b.child.signalCode === null);
+    const f = await waitMarker(spec.serialLog, READY, b.t0, () => b.isAlive());
     d.floor.push(f.ms);
     d.sawDisk.floor &&= f.text.includes('VIRTKIT-GUEST-DISK vda');
     d.floorDestroy.push(await bareDestroy(b));
