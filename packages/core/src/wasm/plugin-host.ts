@@ -9,7 +9,7 @@ import { VirtkitError, ErrorCodes, type ErrorCode } from '../errors.js';
 import type { Grants } from '../plugins/grants.js';
 import type { DriverDescription, OperationRequest, Outcome } from '../types.js';
 import { DEFAULT_LIMITS, type EffectLimits, type WatchNotice } from './effects.js';
-import type { FromWorker, ToWorker, WireError } from './protocol.js';
+import { coalescingPoster, type FromWorker, type ToWorker, type WireError } from './protocol.js';
 import type { WorkerInit } from './worker.js';
 
 export interface PluginHostOptions {
@@ -52,7 +52,11 @@ const toError = (e: WireError) =>
 
 export class PluginHost {
   private worker?: Worker;
+  /** Posts to the current worker, coalescing what one event-loop turn sends (see coalescingPoster). */
+  private post?: (m: ToWorker) => void;
   private ready?: Promise<DriverDescription>;
+  /** The current worker said ready: run() posts at once, without awaiting start(). */
+  private running = false;
   private pending = new Map<number, Pending>();
   private nextId = 1;
   private stepClock = new SharedArrayBuffer(8);
@@ -86,16 +90,33 @@ export class PluginHost {
     };
     const worker = new Worker(workerEntry(), { workerData: init, stdout: false, stderr: false });
     this.worker = worker;
+    this.post = coalescingPoster<ToWorker>(
+      (m) => worker.postMessage(m),
+      (m, e) => {
+        // A request that cannot be cloned fails its own call, as a throw from postMessage would.
+        if (m.t !== 'run') return;
+        const p = this.pending.get(m.id);
+        if (!p) return;
+        this.pending.delete(m.id);
+        p.cleanup();
+        p.reject(e instanceof Error ? e : new Error(String(e)));
+        this.idle();
+      },
+    );
     // The first worker compiles the component and hands the modules back; later workers
     // (after a restart) get them: cloning a compiled Module shares its code.
     worker.postMessage({ t: 'modules', modules: this.compiled } satisfies ToWorker);
     this.ready = new Promise<DriverDescription>((resolve, reject) => {
       this.rejectStart = reject;
-      worker.on('message', (m: FromWorker) => {
+      const onMessage = (m: FromWorker): void => {
         switch (m.t) {
+          case 'batch':
+            for (const x of m.messages) onMessage(x);
+            return;
           case 'ready':
             this.description = m.description;
             this.rejectStart = undefined;
+            if (this.worker === worker) this.running = true;
             this.idle();
             return resolve(m.description);
           case 'init-error':
@@ -120,7 +141,8 @@ export class PluginHost {
             return this.idle();
           }
         }
-      });
+      };
+      worker.on('message', onMessage);
       worker.on('error', (e) => {
         reject(new VirtkitError('DRIVER_FAILED', `plugin ${this.opts.plugin} crashed: ${e.message}`));
         this.lost(worker, `plugin ${this.opts.plugin} crashed: ${e.message}`);
@@ -136,6 +158,8 @@ export class PluginHost {
   private lost(worker: Worker, why: string, code: ErrorCode = 'DRIVER_FAILED') {
     if (this.worker !== worker) return;
     this.worker = undefined;
+    this.post = undefined;
+    this.running = false;
     this.ready = undefined;
     this.restarts++;
     this.rejectStart?.(new VirtkitError(code, why));
@@ -172,15 +196,16 @@ export class PluginHost {
   }
 
   async run(request: OperationRequest, opts: RunOptions = {}): Promise<Outcome> {
-    await this.start();
-    const worker = this.worker!;
+    if (!this.running) await this.start();
+    const post = this.post;
+    if (!post) throw new VirtkitError('DRIVER_FAILED', `plugin ${this.opts.plugin} was lost before the operation began`);
     const id = this.nextId++;
     return new Promise<Outcome>((resolve, reject) => {
-      const onAbort = () => worker.postMessage({ t: 'cancel', id } satisfies ToWorker);
+      const onAbort = () => post({ t: 'cancel', id });
       opts.signal?.addEventListener('abort', onAbort, { once: true });
       this.pending.set(id, { resolve, reject, onProgress: opts.onProgress, cleanup: () => opts.signal?.removeEventListener('abort', onAbort) });
       this.arm();
-      worker.postMessage({ t: 'run', id, request } satisfies ToWorker);
+      post({ t: 'run', id, request });
       if (opts.signal?.aborted) onAbort();
     });
   }

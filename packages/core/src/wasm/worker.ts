@@ -10,10 +10,16 @@ import { VirtkitError, toWitCode } from '../errors.js';
 import { GrantChecker, type Grants } from '../plugins/grants.js';
 import { EffectPerformer, type EffectLimits } from './effects.js';
 import type { DriverDescription, EffectOutcome, OperationRequest, Step } from '../types.js';
-import type { FromWorker, ToWorker } from './protocol.js';
+import { coalescingPoster, type FromWorker, type ToWorker } from './protocol.js';
 
 // QuickJS components use Wasm extended-const, which Node 20's V8 keeps behind a flag.
 setFlagsFromString('--experimental-wasm-extended-const');
+
+// The jco glue reads process.env.JCO_DEBUG on every call into the component (several per
+// step). A worker's process.env is its own copy of the parent's, behind a native property
+// interceptor that costs about a microsecond per read: a plain object with the same copy
+// behaves the same here (nothing in this worker writes the environment) and reads for free.
+Object.defineProperty(process, 'env', { value: { ...process.env }, writable: true, enumerable: true, configurable: true });
 
 export interface WorkerInit {
   plugin: string;
@@ -38,7 +44,13 @@ interface Root {
 
 const init = workerData as WorkerInit;
 const port = parentPort!;
-const post = (m: FromWorker) => port.postMessage(m);
+const post = coalescingPoster<FromWorker>(
+  (m) => port.postMessage(m),
+  (m, e) => {
+    // An outcome the glue lifted is plain data; should one ever not clone, its caller learns why.
+    if (m.t === 'done') port.postMessage({ t: 'failed', id: m.id, error: { code: 'DRIVER_FAILED', message: `plugin ${init.plugin}: the outcome could not be sent: ${(e as Error).message}` } } satisfies FromWorker);
+  },
+);
 const stepClock = new Float64Array(init.stepClock);
 /** Operations running per domain: a watched channel's notices wait for them to end. */
 const busyDomains = new Map<string, number>();
@@ -193,15 +205,17 @@ async function runOp(id: number, request: OperationRequest) {
   }
 }
 
-port.on('message', (m: ToWorker) => {
-  if (m.t === 'modules') sharedModules(m.modules);
+function onMessage(m: ToWorker): void {
+  if (m.t === 'batch') for (const x of m.messages) onMessage(x);
+  else if (m.t === 'modules') sharedModules(m.modules);
   else if (m.t === 'run') void run(m.id, m.request);
   else if (m.t === 'cancel') running.get(m.id)?.ac.abort();
   else if (m.t === 'close') {
     performer.close();
     port.close();
   }
-});
+}
+port.on('message', onMessage);
 
 try {
   const instance = await root;
