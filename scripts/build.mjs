@@ -12,10 +12,12 @@ const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const log = (m) => process.stderr.write(`build: ${m}\n`);
 
 // The SDK ships the WIT it builds against; core ships the host-side generated types.
-cpSync(join(root, 'wit'), join(root, 'packages/driver-sdk/wit'), { recursive: true });
+cpSync(join(root, 'wit/driver'), join(root, 'packages/driver-sdk/wit/driver'), { recursive: true });
 // tsc does not copy .d.ts sources: put the generated ones in dist first, where the
 // declarations of core (and the packages built against them) import them from.
-cpSync(join(root, 'packages/core/src/generated'), join(root, 'packages/core/dist/generated'), { recursive: true, filter: (s) => statSync(s).isDirectory() || s.endsWith('.d.ts') });
+for (const pkg of ['core', 'rpc']) {
+  cpSync(join(root, `packages/${pkg}/src/generated`), join(root, `packages/${pkg}/dist/generated`), { recursive: true, filter: (s) => statSync(s).isDirectory() || s.endsWith('.d.ts') });
+}
 log('tsc -b');
 execFileSync(process.execPath, [join(root, 'node_modules/typescript/bin/tsc'), '-b'], { cwd: root, stdio: 'inherit' });
 

@@ -1,6 +1,7 @@
 #!/usr/bin/env node
-// Regenerates the TypeScript types that come from the contract: the WIT (host side for
-// core, guest side for the driver SDK, both by jco) and the domain config JSON Schema.
+// Regenerates the TypeScript types that come from the contract: the driver WIT (host side for
+// core, guest side for the driver SDK, both by jco), the transport WIT (for packages/rpc,
+// which checks the TypeScript transports against it) and the domain config JSON Schema.
 // `--check` regenerates into a temp dir and fails when the committed files drifted.
 import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, readdirSync, rmSync, statSync } from 'node:fs';
@@ -17,12 +18,14 @@ const wit = witArg > 0 ? process.argv[witArg + 1] : join(root, 'wit/driver');
 const targets = {
   host: join(root, 'packages/core/src/generated'),
   guest: join(root, 'packages/driver-sdk/src/generated'),
+  ...(witArg < 0 ? { transport: join(root, 'packages/rpc/src/generated/transport') } : {}),
 };
-const out = check ? { host: mkdtempSync(join(tmpdir(), 'vk-gen-host-')), guest: mkdtempSync(join(tmpdir(), 'vk-gen-guest-')) } : targets;
+const out = check ? Object.fromEntries(Object.keys(targets).map((k) => [k, mkdtempSync(join(tmpdir(), `vk-gen-${k}-`))])) : targets;
 
 const run = (args) => execFileSync(process.execPath, args, { cwd: root, stdio: ['ignore', 'ignore', 'inherit'] });
 run([jco, 'types', wit, '--world-name', 'hypervisor-driver', '--instantiation', 'async', '-o', out.host, '-q']);
 run([jco, 'guest-types', wit, '--world-name', 'hypervisor-driver', '-o', out.guest, '-q']);
+if (out.transport) run([jco, 'types', join(root, 'wit/transport'), '--world-name', 'transport-provider', '-o', out.transport, '-q']);
 if (witArg < 0) run([join(root, 'packages/core/scripts/gen-config-types.mjs'), ...(check ? ['--check'] : [])]);
 
 function files(dir) {
@@ -31,7 +34,7 @@ function files(dir) {
 
 if (check) {
   const drift = [];
-  for (const k of ['host', 'guest']) {
+  for (const k of Object.keys(targets)) {
     for (const f of files(out[k])) {
       const rel = relative(out[k], f);
       let committed;
