@@ -88,14 +88,22 @@ export function encodeValue(v: unknown): unknown {
   if (Array.isArray(v)) return v.map((x) => (x === undefined ? null : encodeValue(x)));
   if (typeof (v as { toJSON?: unknown }).toJSON === 'function') return encodeValue((v as { toJSON(): unknown }).toJSON());
   const out: Record<string, unknown> = {};
-  for (const [k, x] of Object.entries(v)) {
+  for (const k of Object.keys(v)) {
+    const x = (v as Record<string, unknown>)[k];
     if (x === undefined || typeof x === 'function' || typeof x === 'symbol') continue;
-    out[k] = encodeValue(x);
+    setOwn(out, k, encodeValue(x));
   }
   return out;
 }
 
+/** out[k] = x as an own data property, also for a key "__proto__" (which `=` would take as the prototype). */
+function setOwn(out: Record<string, unknown>, k: string, x: unknown): void {
+  if (k === '__proto__') Object.defineProperty(out, k, { value: x, enumerable: true, writable: true, configurable: true });
+  else out[k] = x;
+}
+
 function isBig(v: object): v is { $big: string } {
+  if (!Object.hasOwn(v, BIG)) return false; // most objects: no key list to build
   const keys = Object.keys(v);
   return keys.length === 1 && keys[0] === BIG && typeof (v as Record<string, unknown>)[BIG] === 'string' && /^-?\d+$/.test((v as Record<string, string>)[BIG]!);
 }
@@ -106,10 +114,8 @@ export function decodeValue(v: unknown): unknown {
   if (Array.isArray(v)) return v.map(decodeValue);
   if (isBig(v)) return BigInt(v.$big);
   const out: Record<string, unknown> = {};
-  for (const [k, x] of Object.entries(v)) {
-    // Own data properties only; a "__proto__" key stays a plain key.
-    Object.defineProperty(out, k, { value: decodeValue(x), enumerable: true, writable: true, configurable: true });
-  }
+  // Own data properties only; a "__proto__" key stays a plain key.
+  for (const k of Object.keys(v)) setOwn(out, k, decodeValue((v as Record<string, unknown>)[k]));
   return out;
 }
 

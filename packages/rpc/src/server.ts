@@ -279,7 +279,9 @@ export async function serveConnection<C extends RpcChannel>(channel: C, conn: Co
         opening++;
         reserved = true;
       }
-      await opts.authorize?.(channel.peer, method, params);
+      // A synchronous hook (virtkitd's) is not awaited: one promise and turn less per call.
+      const allowed = opts.authorize?.(channel.peer, method, params);
+      if (allowed) await allowed;
       let value: unknown;
       if (handler) value = await handler(conn, params);
       else if (opener) {

@@ -226,6 +226,19 @@ describe('protocol edge cases', () => {
     expect(decodeValue(wire)).toEqual({ a: 1n << 70n, b: [1, 2, 3], c: [-5n], e: 'x' });
   });
 
+  it('keeps a "__proto__" key a plain own key both ways, and reads $big only alone and of digits', () => {
+    const wire = JSON.parse('{"__proto__":{"polluted":true},"n":{"$big":"7"},"m":{"$big":"7","x":1},"s":{"$big":"7a"}}');
+    const d = decodeValue(wire) as Record<string, unknown>;
+    expect(Object.getPrototypeOf(d)).toBe(Object.prototype);
+    expect(Object.keys(d)).toEqual(['__proto__', 'n', 'm', 's']);
+    expect(d.n).toBe(7n);
+    expect(d.m).toEqual({ $big: '7', x: 1 });
+    expect(d.s).toEqual({ $big: '7a' });
+    const e = encodeValue(d) as Record<string, unknown>;
+    expect(Object.getPrototypeOf(e)).toBe(Object.prototype);
+    expect(JSON.parse(JSON.stringify(e))).toEqual(wire);
+  });
+
   it('refuses a client with no common version, with the reason', async () => {
     const [client, server] = pair();
     const done = serveConnection(server, {} as Connection);
