@@ -150,9 +150,25 @@ function startEcho(replyBytes) {
   });
 }
 
-/** Runs `loops` loops calling `call()` back to back for `ms`; per-call latencies in µs. */
-async function measure(call, loops, ms) {
+/** CPU time (user + system, all threads) a process used so far, in µs; undefined where there is no /proc. */
+function cpuOf(pid) {
+  try {
+    const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
+    return ((Number(f[11]) + Number(f[12])) * 1e6) / CLK_TCK;
+  } catch {
+    return undefined;
+  }
+}
+const CLK_TCK = 100; // Linux's USER_HZ for /proc/PID/stat times
+
+/**
+ * Runs `loops` loops calling `call()` back to back for `ms`; per-call latencies in µs, and the
+ * CPU time per call of this process (the client) and of `serverPid` (all its threads).
+ */
+async function measure(call, loops, ms, serverPid) {
   const lat = [];
+  const c0 = process.cpuUsage();
+  const s0 = serverPid === undefined ? undefined : cpuOf(serverPid);
   const t0 = performance.now();
   const end = t0 + ms;
   await Promise.all(
@@ -165,7 +181,10 @@ async function measure(call, loops, ms) {
     }),
   );
   const elapsed = performance.now() - t0;
-  return { calls: lat.length, perSec: (lat.length / elapsed) * 1000, p50: median(lat), p99: quantile(lat, 0.99), lat };
+  const c = process.cpuUsage(c0);
+  const s1 = serverPid === undefined ? undefined : cpuOf(serverPid);
+  const cpu = { client: (c.user + c.system) / lat.length, server: s0 === undefined || s1 === undefined ? undefined : (s1 - s0) / lat.length };
+  return { calls: lat.length, perSec: (lat.length / elapsed) * 1000, p50: median(lat), p99: quantile(lat, 0.99), cpu, lat };
 }
 
 /** A floor client: request frames of `reqBytes`, replies matched by id. */
@@ -219,15 +238,17 @@ try {
   for (const [key, loops] of [['seq', 1], ['par', IN_FLIGHT]]) {
     // Alternate virtkit and floor, each after a short uncounted warm-up.
     await measure(() => remote.info(DOMAIN), loops, WARMUP_MS);
-    const v = await measure(() => remote.info(DOMAIN), loops, WINDOW_MS);
+    const v = await measure(() => remote.info(DOMAIN), loops, WINDOW_MS, daemon.child.pid);
     await measure(() => floor.call(), loops, WARMUP_MS);
-    const f = await measure(() => floor.call(), loops, WINDOW_MS);
+    const f = await measure(() => floor.call(), loops, WINDOW_MS, echo.child.pid);
     results[key] = { v, f };
     const label = loops === 1 ? '1 client, sequential' : `${IN_FLIGHT} in flight`;
     row({ id: `${key}-rate`, metric: `info over TLS, ${label}: calls/s`, unit: '/s', virtkit: v.perSec, floor: f.perSec, lowerIsBetter: false });
     row({ id: `${key}-p50`, metric: `info over TLS, ${label}: p50`, unit: 'µs', virtkit: v.p50, floor: f.p50 });
     row({ id: `${key}-p99`, metric: `info over TLS, ${label}: p99`, unit: 'µs', virtkit: v.p99, floor: f.p99 });
     notes.push(`${label}: virtkit ${v.calls} calls, floor ${f.calls} calls in ${WINDOW_MS} ms each`);
+    const us = (x) => (x === undefined ? '?' : `${Math.round(x)} µs`);
+    notes.push(`${label}: CPU per call (user+system): virtkit client ${us(v.cpu.client)}, virtkitd ${us(v.cpu.server)} (main thread + driver worker); floor client ${us(f.cpu.client)}, echo server ${us(f.cpu.server)}`);
   }
   notes.push('for scale: libvirt 9.0 serves ~8.4k info calls/s to one python client over TLS on this machine');
 
@@ -246,6 +267,7 @@ try {
         sizes: { requestBytes: reqBytes, replyBytes },
         rows,
         notes,
+        cpuPerCallUs: Object.fromEntries(Object.entries(results).map(([k, { v, f }]) => [k, { virtkit: v.cpu, floor: f.cpu }])),
         samplesUs: Object.fromEntries(Object.entries(results).map(([k, { v, f }]) => [k, { virtkit: v.lat.map((x) => +x.toFixed(1)), floor: f.lat.map((x) => +x.toFixed(1)) }])),
       },
       null,
