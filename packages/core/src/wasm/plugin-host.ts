@@ -110,9 +110,6 @@ export class PluginHost {
       this.rejectStart = reject;
       const onMessage = (m: FromWorker): void => {
         switch (m.t) {
-          case 'batch':
-            for (const x of m.messages) onMessage(x);
-            return;
           case 'ready':
             this.description = m.description;
             this.rejectStart = undefined;

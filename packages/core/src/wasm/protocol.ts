@@ -23,16 +23,18 @@ export type FromWorker =
   | { t: 'watch'; notice: WatchNotice }
   | { t: 'compiled'; modules: Record<string, WebAssembly.Module> }
   | { t: 'done'; id: number; outcome: Outcome }
-  | { t: 'failed'; id: number; error: WireError }
-  /** Several of the above, in order: what one event-loop turn sent after its first message. */
-  | { t: 'batch'; messages: FromWorker[] };
+  | { t: 'failed'; id: number; error: WireError };
 
 /**
  * Posts messages through `postMessage`, coalescing: the first message of an event-loop turn
  * goes at once (a lone call waits for nothing); the ones sent after it in the same turn are
  * posted together as one `batch` when the turn's I/O callbacks are done (setImmediate). Each
  * postMessage costs a serialization and a wake-up of the other thread; with several calls in
- * flight, a turn that finishes or starts eight of them posts two messages instead of eight.
+ * flight, a turn that starts eight of them posts two messages instead of eight.
+ *
+ * Used by the main thread only. The worker posts each message at once: a driver step may never
+ * return (the watchdog then stops the worker), and what other operations finished before it
+ * must have reached the main thread by then, not sit in a batch of the blocked thread.
  */
 export function coalescingPoster<M extends { t: string }>(
   postMessage: (m: M | { t: 'batch'; messages: M[] }) => void,

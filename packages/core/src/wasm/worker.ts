@@ -10,7 +10,7 @@ import { VirtkitError, toWitCode } from '../errors.js';
 import { GrantChecker, type Grants } from '../plugins/grants.js';
 import { EffectPerformer, type EffectLimits } from './effects.js';
 import type { DriverDescription, EffectOutcome, OperationRequest, Step } from '../types.js';
-import { coalescingPoster, type FromWorker, type ToWorker } from './protocol.js';
+import type { FromWorker, ToWorker } from './protocol.js';
 
 // QuickJS components use Wasm extended-const, which Node 20's V8 keeps behind a flag.
 setFlagsFromString('--experimental-wasm-extended-const');
@@ -44,13 +44,8 @@ interface Root {
 
 const init = workerData as WorkerInit;
 const port = parentPort!;
-const post = coalescingPoster<FromWorker>(
-  (m) => port.postMessage(m),
-  (m, e) => {
-    // An outcome the glue lifted is plain data; should one ever not clone, its caller learns why.
-    if (m.t === 'done') port.postMessage({ t: 'failed', id: m.id, error: { code: 'DRIVER_FAILED', message: `plugin ${init.plugin}: the outcome could not be sent: ${(e as Error).message}` } } satisfies FromWorker);
-  },
-);
+// At once, never batched: see coalescingPoster.
+const post = (m: FromWorker) => port.postMessage(m);
 const stepClock = new Float64Array(init.stepClock);
 /** Operations running per domain: a watched channel's notices wait for them to end. */
 const busyDomains = new Map<string, number>();
