@@ -14,5 +14,6 @@ const { instantiate } = await import(pathToFileURL(join(glueDir, 'driver.js')).h
 const root = await instantiate(async (name) => WebAssembly.compile(await readFile(join(glueDir, name))), {
   'virtkit:driver/host': host,
   'virtkit:driver/host@0.1.0': host,
+  'virtkit:driver/host@0.2.0': host,
 });
 parentPort.postMessage(root.driver.describe());
