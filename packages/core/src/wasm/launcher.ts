@@ -120,7 +120,9 @@ export class SpawnerLauncher implements Launcher {
       // No inherited execArgv (an --inspect would be shared) and no NODE_OPTIONS.
       const env = { ...process.env };
       delete env.NODE_OPTIONS;
-      this.#proc = spawn(process.execPath, ['--max-old-space-size=32', SPAWNER], { stdio: ['ignore', 'ignore', 'inherit', 'ipc'], serialization: 'advanced', env });
+      // Its stdio goes nowhere: it reports over IPC, and it may outlive a short command by a
+      // moment, when nothing of it belongs on that command's terminal.
+      this.#proc = spawn(process.execPath, ['--max-old-space-size=32', SPAWNER], { stdio: ['ignore', 'ignore', 'ignore', 'ipc'], serialization: 'advanced', env });
     } catch {
       return;
     }

@@ -8,7 +8,11 @@
 // Protocol (IPC, advanced serialization): SpawnerRequest / SpawnerReply in launcher.ts.
 import { DirectLauncher, type SpawnerReply, type SpawnerRequest } from './launcher.js';
 
-const send = (m: SpawnerReply) => process.send?.(m);
+// The worker may be gone by the time we answer (a short-lived command that exits right after
+// its last spawn): a reply that cannot be sent is dropped, never an error of ours.
+const send = (m: SpawnerReply) => {
+  if (process.connected) process.send?.(m, undefined, {}, () => {});
+};
 const direct = new DirectLauncher();
 const running = new Map<number, AbortController>();
 const failed = (id: number) => (e: unknown) => send({ t: 'failed', id, message: (e as Error).message });
