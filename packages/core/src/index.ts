@@ -1,5 +1,5 @@
 // @virtkit/core: the public API.
-export { connect, Connection, type ConnectOptions, type DomainSummary, type Capabilities } from './connection/connection.js';
+export { connect, Connection, type ConnectOptions, type DomainSummary, type Capabilities, type DomainConnection } from './connection/connection.js';
 export { parseUri, type ParsedUri } from './connection/uri.js';
 export type { ExecOptions, ExecResult } from './connection/exec.js';
 export { Host, defaultHost, defaultRoots, TOKENS, type HostOptions, type LoadedPlugin, type PluginSummary } from './host.js';

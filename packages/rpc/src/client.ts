@@ -1,6 +1,6 @@
 // The client side: a Connection-shaped object whose methods run on a remote daemon.
 import { Duplex } from 'node:stream';
-import { ErrorCodes, VirtkitError, type Capabilities, type DomainConfig, type DomainEvent, type DomainInfo, type DomainStatus, type DomainSummary, type ErrorCode, type ExecOptions, type ExecResult, type FieldError, type NodeInfo } from '@virtkit/core';
+import { ErrorCodes, VirtkitError, type Capabilities, type DomainConfig, type DomainConnection, type DomainEvent, type DomainInfo, type DomainStatus, type DomainSummary, type ErrorCode, type ExecOptions, type ExecResult, type FieldError, type NodeInfo } from '@virtkit/core';
 import type { RpcChannel } from './channel.js';
 import { execParams, execResultOf } from './exec.js';
 import { decodeValue, encodeValue, FEATURES, isObject, PROTOCOL_VERSIONS, SUBSCRIBE_EVENTS } from './protocol.js';
@@ -158,7 +158,7 @@ function reasonOf(channel: RpcChannel): string {
  * A connection to a node through a daemon: the Connection methods, each a call on the wire.
  * `supports` and `capabilities` are async here (they are answered remotely).
  */
-export class RemoteConnection {
+export class RemoteConnection implements DomainConnection {
   readonly version: 1;
   /** The features both sides agreed on. */
   readonly features: readonly string[];

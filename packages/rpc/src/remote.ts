@@ -11,7 +11,7 @@ import { accessSync, constants } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { isIP } from 'node:net';
 import { isAbsolute } from 'node:path';
-import { parseUri, VirtkitError } from '@virtkit/core';
+import { connect as connectLocal, parseUri, VirtkitError, type ConnectOptions, type DomainConnection } from '@virtkit/core';
 import { connect as connectTls, connectUnix, defaultUnixSocketPaths } from '@virtkit/transport-tls';
 import type { RpcChannel } from './channel.js';
 import { openRemote, type RemoteConnection, type RemoteOptions } from './client.js';
@@ -139,4 +139,15 @@ export async function connectRemote(uri: string, opts: ConnectRemoteOptions = {}
     throw new VirtkitError('NO_SUPPORT', `the daemon at ${p.host}:${port} serves ${remote.uri}, not ${node}`);
   }
   return remote;
+}
+
+/**
+ * One entry point for every URI: a node in this process (`test:///default`, `qemu:///system`:
+ * @virtkit/core's connect) or one served by virtkitd (`qemu+tls://HOST[:PORT]/system` with
+ * `ca`, `cert`, `key`; `qemu+unix:///system`). Both offer the same API, `DomainConnection`.
+ */
+export async function connect(uri: string, opts: ConnectRemoteOptions & ConnectOptions = {}): Promise<DomainConnection> {
+  const p = parseUri(uri);
+  if (p.transport === undefined && p.host === undefined) return connectLocal(uri, opts);
+  return connectRemote(uri, opts);
 }

@@ -17,6 +17,9 @@ import { MemoryStore } from '../store/memory-store.js';
 import type { StateStore } from '../store/store.js';
 import type { DomainEvent, DomainInfo, DomainState, DomainStatus, DriverDescription, EventTrigger, NodeInfo, OperationKind, OperationRequest, Outcome, StoredDomain } from '../types.js';
 import { parseUri, type ParsedUri } from './uri.js';
+import type { Capabilities, DomainConnection, DomainSummary } from './api.js';
+
+export type { Capabilities, DomainConnection, DomainSummary } from './api.js';
 import { execArgs, execResult, type ExecOptions, type ExecResult } from './exec.js';
 
 export interface ConnectOptions {
@@ -32,22 +35,6 @@ export interface ConnectOptions {
    * long-lived process that must not hold a single-client monitor (QMP), e.g. a console.
    */
   watch?: boolean;
-}
-
-export interface DomainSummary {
-  name: string;
-  uuid?: string;
-  state: DomainState;
-  reason: DomainStatus['reason'];
-  persistent: boolean;
-  autostart: boolean;
-}
-
-export interface Capabilities {
-  uri: string;
-  hostWorld: string;
-  driver: DriverDescription;
-  plugin: { name: string; version: string; world: string };
 }
 
 const NAME = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/;
@@ -78,7 +65,7 @@ const PRECONDITIONS: Partial<Record<OperationKind, { ok: (d: StoredDomain) => bo
   resume: { ok: (d) => d.status.state === 'paused', why: 'is not paused' },
 };
 
-export class Connection {
+export class Connection implements DomainConnection {
   /** Shared by every connection of this host to the same persistent node. */
   private jobs!: JobQueue;
   private validator = new ConfigValidator();
@@ -105,7 +92,7 @@ export class Connection {
   static async open(uri: string, opts: ConnectOptions = {}): Promise<Connection> {
     const parsed = parseUri(uri);
     if (parsed.transport || parsed.host) {
-      throw new VirtkitError('NO_SUPPORT', `${uri}: remote connections need virtkitd and a transport plugin, not available yet; use ${parsed.driver}://${parsed.path}`);
+      throw new VirtkitError('NO_SUPPORT', `${uri}: a remote node is reached through virtkitd: use connect() from @virtkit/rpc, which takes every URI (this one opens nodes in this process: ${parsed.driver}://${parsed.path})`);
     }
     const ownsHost = !opts.host && !!opts.hostOptions;
     const host = opts.host ?? (opts.hostOptions ? await new Host(opts.hostOptions).init() : await defaultHost());

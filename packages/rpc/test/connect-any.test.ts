@@ -1,0 +1,70 @@
+// One entry point, one API: `connect` from @virtkit/rpc opens a node in this process or one
+// served over a unix socket (here served in-process by serveConnection over
+// @virtkit/transport-tls's real unix transport), and the same management code, typed against
+// DomainConnection, runs on both.
+import { mkdtempSync } from 'node:fs';
+import { join } from 'node:path';
+import { Connection, Host, type DomainConnection, type DomainEvent } from '@virtkit/core';
+import { listenUnix } from '@virtkit/transport-tls';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { connect, RemoteConnection, serveConnection } from '../src/index.js';
+
+const repoRoot = join(import.meta.dirname, '..', '..', '..');
+
+/** Management code that knows nothing of where the node is. */
+async function tour(conn: DomainConnection, name: string) {
+  const seen: DomainEvent[] = [];
+  const stop = conn.onEvent((e) => seen.push(e));
+  await conn.define({ name, memoryMiB: 128, vcpus: 1, os: { type: 'hvm' } });
+  const states = [(await conn.start(name)).state, (await conn.suspend(name)).state, (await conn.resume(name)).state, (await conn.destroy(name)).state];
+  const supportsSuspend = await conn.supports('suspend');
+  const driver = (await conn.capabilities()).driver.name;
+  const echoed = await conn.exec(name, ['echo', 'hi']).catch((e: { code: string }) => e.code); // not running: refused the same way
+  await conn.undefine(name);
+  const listed = (await conn.listDomains({ all: true })).map((d) => d.name);
+  for (let i = 0; i < 100 && seen.filter((e) => e.domain === name).length < 6; i++) await new Promise((r) => setTimeout(r, 10));
+  stop();
+  return { states, supportsSuspend, driver, echoed, listed, kinds: seen.filter((e) => e.domain === name).map((e) => e.kind) };
+}
+
+describe('connect(uri) for every URI', () => {
+  const tmp = mkdtempSync('/tmp/vk-');
+  const socket = join(tmp, 'admin.sock');
+  let host: Host;
+  let served: Connection;
+  let listener: Awaited<ReturnType<typeof listenUnix>>;
+  const hostOptions = { stateRoot: join(tmp, 'state'), runtimeRoot: join(tmp, 'run'), cacheDir: join(repoRoot, '.cache', 'glue'), pluginSearch: [join(repoRoot, 'packages', 'cli')] };
+
+  beforeAll(async () => {
+    host = await new Host(hostOptions).init();
+    served = (await connect('test:///default', { host })) as Connection;
+    listener = await listenUnix({ path: socket, mode: 0o600, identity: 'admin', onChannel: (ch) => void serveConnection(ch, served) });
+  });
+  afterAll(async () => {
+    await listener?.close();
+    await served?.close();
+    await host?.close();
+  });
+
+  it('opens a local URI in this process and a +unix URI through the daemon side, with the same API and results', async () => {
+    const local = await connect('test:///default', { host });
+    const remote = await connect(`test+unix:///default?socket=${socket}`);
+    expect(local).toBeInstanceOf(Connection);
+    expect(remote).toBeInstanceOf(RemoteConnection);
+    const a = await tour(local, 'here');
+    const b = await tour(remote, 'there');
+    expect(a).toEqual({ ...b, listed: a.listed });
+    expect(a.states).toEqual(['running', 'paused', 'running', 'shut-off']);
+    expect(a.kinds).toEqual(['defined', 'started', 'suspended', 'resumed', 'stopped', 'undefined']);
+    expect([a.supportsSuspend, a.driver, a.echoed]).toEqual([true, 'test', 'OPERATION_INVALID']);
+    expect(b.listed).not.toContain('there');
+    await local.close();
+    await remote.close();
+  });
+
+  it('names what a remote URI lacks, and core alone points to this entry point', async () => {
+    await expect(connect('test+tls://127.0.0.1/default')).rejects.toThrow(/needs the ca, cert and key/);
+    const { connect: coreConnect } = await import('@virtkit/core');
+    await expect(coreConnect('test+tls://127.0.0.1/default')).rejects.toThrow(/use connect\(\) from @virtkit\/rpc/);
+  });
+});
