@@ -170,7 +170,7 @@ describe.skipIf(noRootfs)('lxc:///system with real containers', () => {
   });
 
   it('enforces the memory limit: a process allocating past it is OOM-killed, the container stays manageable', async () => {
-    await conn.define(ct('small', { memoryMiB: 32, driver: { lxc: { pidsMax: 16, cpuShares: 512 } } }));
+    await conn.define(ct('small', { memoryMiB: 32, driver: { lxc: { pidsMax: 16, cpuShares: 512, cpuset: '0' } } }));
     await conn.start('small');
     const uuid = (await conn.getConfig('small')).uuid!;
     const cfg = readFileSync(join(await dirOf(conn, 'small'), 'config'), 'utf8');
@@ -184,6 +184,10 @@ describe.skipIf(noRootfs)('lxc:///system with real containers', () => {
     expect(its).toBe(`${mine === '/' ? '' : mine}/lxc.payload.${uuid}`);
     expect(readFileSync(`/sys/fs/cgroup/memory${its}/memory.limit_in_bytes`, 'utf8').trim()).toBe(String(32 << 20));
     expect(readFileSync(`/sys/fs/cgroup/pids${its.replace(mine === '/' ? '' : mine, '')}/pids.max`, 'utf8').trim()).toBe('16');
+    // CPU shares and cpuset, read back from the init's own cgroups in those hierarchies.
+    const cgroupOf = (controller: string) => readFileSync(`/proc/${initPid}/cgroup`, 'utf8').split('\n').map((l) => l.split(':')).find((f) => f[1]?.split(',').includes(controller))![2]!;
+    expect(readFileSync(`/sys/fs/cgroup/cpu${cgroupOf('cpu')}/cpu.shares`, 'utf8').trim()).toBe('512');
+    expect(readFileSync(`/sys/fs/cgroup/cpuset${cgroupOf('cpuset')}/cpuset.cpus`, 'utf8').trim()).toBe('0');
 
     // 64 MiB in one buffer, touched: past the 32 MiB limit.
     const hog = await conn.exec('small', ['/bin/dd', 'if=/dev/zero', 'of=/dev/null', 'bs=64M', 'count=1']);
