@@ -4,10 +4,10 @@
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { setFlagsFromString } from 'node:v8';
 import { parentPort, workerData } from 'node:worker_threads';
 
-setFlagsFromString('--experimental-wasm-extended-const');
+// Wasm extended-const, behind a flag in Node 20's V8 only (as core's worker sets it).
+(await import(new URL('../packages/core/dist/wasm/wasm-features.js', import.meta.url).href)).enableWasmExtendedConst();
 const { glueDir } = workerData;
 const host = { log() {} };
 const { instantiate } = await import(pathToFileURL(join(glueDir, 'driver.js')).href);

@@ -16,7 +16,6 @@ import { createRequire } from 'node:module';
 import { cpus, tmpdir } from 'node:os';
 import { dirname, join, relative } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
-import { setFlagsFromString } from 'node:v8';
 import { Worker } from 'node:worker_threads';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
@@ -30,9 +29,9 @@ if (!existsSync(join(coreDist, 'index.js')) || !existsSync(join(root, 'packages/
   process.exit(1);
 }
 
-// QuickJS components use Wasm extended-const, which Node 20's V8 keeps behind a flag
-// (as core's worker does); must precede the first compile.
-setFlagsFromString('--experimental-wasm-extended-const');
+// QuickJS components use Wasm extended-const, behind a flag in Node 20's V8 (core's helper
+// sets it only where needed); must precede the first compile.
+(await import(pathToFileURL(join(coreDist, 'wasm/wasm-features.js')).href)).enableWasmExtendedConst();
 
 const importCore = (p) => import(pathToFileURL(join(coreDist, p)).href);
 const { connect, Host } = await importCore('index.js');

@@ -5,15 +5,15 @@ import { parentPort, workerData } from 'node:worker_threads';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { setFlagsFromString } from 'node:v8';
+import { enableWasmExtendedConst } from './wasm-features.js';
 import { VirtkitError, toWitCode } from '../errors.js';
 import { GrantChecker, type Grants } from '../plugins/grants.js';
 import { EffectPerformer, type EffectLimits } from './effects.js';
 import type { DriverDescription, EffectOutcome, OperationRequest, Step } from '../types.js';
 import type { FromWorker, ToWorker } from './protocol.js';
 
-// QuickJS components use Wasm extended-const, which Node 20's V8 keeps behind a flag.
-setFlagsFromString('--experimental-wasm-extended-const');
+// QuickJS components use Wasm extended-const (behind a flag in Node 20's V8).
+enableWasmExtendedConst();
 
 // The jco glue reads process.env.JCO_DEBUG on every call into the component (several per
 // step). A worker's process.env is its own copy of the parent's, behind a native property
