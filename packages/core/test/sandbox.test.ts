@@ -24,7 +24,7 @@ describe('sandboxed driver host', () => {
   let conn: Connection;
 
   beforeAll(async () => {
-    host = await testHost({ pluginPaths: [fixture('evil')], policy: EVIL_POLICY, stepTimeoutMs: 400, limits: { maxEffectMs: 300 } });
+    host = await testHost({ pluginPaths: [fixture('evil')], policy: EVIL_POLICY, stepTimeoutMs: 400, limits: { maxEffectMs: 300, maxMemoryBytes: 64 << 20 } });
     conn = await connect('evil:///default', { host });
   });
   afterAll(async () => {
@@ -65,6 +65,15 @@ describe('sandboxed driver host', () => {
     expect(info.vcpus).toBe(1);
     // The failed destroy changed nothing: the state is still what the records say.
     expect((await conn.listDomains())[0]).toMatchObject({ name: 'victim', state: 'running' });
+  });
+
+  it('bounds a driver\'s Wasm memory: one that grows past limits.maxMemoryBytes is stopped and replaced', async () => {
+    const evil = await host.plugins.forScheme('evil');
+    const restarts = evil.host.restarts;
+    expect(await codeOf(evil.host.run(request('resume')))).toMatch(/^DRIVER_FAILED: .*trapped during resume: it holds \d+ MiB of Wasm memory, over its limit of 64 MiB \(limits.maxMemoryBytes\)/);
+    // The next call runs on a fresh instance.
+    expect((await conn.info('victim')).state).toBe('running');
+    expect(evil.host.restarts).toBe(restarts);
   });
 
   it('survives a driver that traps at the component boundary', async () => {

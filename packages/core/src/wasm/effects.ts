@@ -34,9 +34,11 @@ export interface EffectLimits {
   maxMessageBytes: number;
   /** Largest file a driver may read in one effect. */
   maxReadBytes: number;
+  /** Most Wasm linear memory a driver instance may hold (checked after every step). */
+  maxMemoryBytes: number;
 }
 
-export const DEFAULT_LIMITS: EffectLimits = { maxEffectMs: 10 * 60_000, maxMessageBytes: 4 << 20, maxReadBytes: 16 << 20 };
+export const DEFAULT_LIMITS: EffectLimits = { maxEffectMs: 10 * 60_000, maxMessageBytes: 4 << 20, maxReadBytes: 16 << 20, maxMemoryBytes: 256 << 20 };
 
 const SIGNALS: Record<string, NodeJS.Signals> = {
   sigterm: 'SIGTERM', sigkill: 'SIGKILL', sigint: 'SIGINT', sighup: 'SIGHUP',

@@ -81,12 +81,39 @@ async function compile(name: string): Promise<WebAssembly.Module> {
   return m;
 }
 
-const { instantiate } = (await import(pathToFileURL(join(init.glueDir, 'driver.js')).href)) as {
-  instantiate(getCoreModule: (name: string) => Promise<WebAssembly.Module>, imports: object): Promise<Root>;
+const { instantiate: instantiateGlue } = (await import(pathToFileURL(join(init.glueDir, 'driver.js')).href)) as {
+  instantiate(
+    getCoreModule: (name: string) => Promise<WebAssembly.Module>,
+    imports: object,
+    instantiateCore: (module: WebAssembly.Module, imports: WebAssembly.Imports) => Promise<WebAssembly.Instance>,
+  ): Promise<Root>;
 };
 
+/**
+ * The linear memories of the live instance. Worker resource limits do not cover Wasm memory,
+ * so its size is checked after every step against limits.maxMemoryBytes: a driver over it is
+ * treated as trapped (its operations fail, the instance is replaced).
+ */
+let memories: WebAssembly.Memory[] = [];
+function instantiate(): Promise<Root> {
+  const mine: WebAssembly.Memory[] = (memories = []);
+  return instantiateGlue(compile, imports, async (module, imps) => {
+    const instance = await WebAssembly.instantiate(module, imps);
+    for (const v of Object.values(instance.exports)) if (v instanceof WebAssembly.Memory) mine.push(v);
+    return instance;
+  });
+}
+const MiB = (n: number) => `${Math.round(n / (1 << 20))} MiB`;
+function checkMemory(): void {
+  let bytes = 0;
+  for (const m of memories) bytes += m.buffer.byteLength;
+  if (bytes > init.limits.maxMemoryBytes) {
+    throw new Error(`it holds ${MiB(bytes)} of Wasm memory, over its limit of ${MiB(init.limits.maxMemoryBytes)} (limits.maxMemoryBytes)`);
+  }
+}
+
 /** The live instance; replaced (synchronously, so no call sees the poisoned one) after a trap. */
-let root: Promise<Root> = instantiate(compile, imports);
+let root: Promise<Root> = instantiate();
 /** Bumped when the instance trapped and was replaced: operations on the old one are lost. */
 let generation = 0;
 const running = new Map<number, { ac: AbortController; generation: number }>();
@@ -94,7 +121,9 @@ const running = new Map<number, { ac: AbortController; generation: number }>();
 function step(op: DriverOperation, prev: EffectOutcome | undefined): Step {
   stepClock[0] = performance.timeOrigin + performance.now();
   try {
-    return op.next(prev);
+    const s = op.next(prev);
+    checkMemory();
+    return s;
   } finally {
     stepClock[0] = 0;
   }
@@ -112,7 +141,7 @@ async function replaceInstance(reason: string) {
     r.ac.abort();
     post({ t: 'failed', id, error: { code: 'DRIVER_FAILED', message: `plugin ${init.plugin} trapped (${reason}); the operation was abandoned and the driver reloaded` } });
   }
-  root = instantiate(compile, imports);
+  root = instantiate();
   await root;
 }
 
