@@ -15,7 +15,7 @@ interface Runtime {
   /** When the monitor started (clock ticks since boot): tells it from a process that reused its pid. */
   monitorTicks: number;
   cgroup: 1 | 2;
-  /** The `lxc-wait -s STOPPED` watching the container, a child of this host process only. */
+  /** Written by versions that kept the watcher in the shared record; ignored now. */
   watcher?: number;
 }
 
@@ -81,23 +81,30 @@ function* lxcState(p: ContainerPaths): EffectGen<string> {
 const alive = (rt: Runtime) => fx.isAlive(rt.monitor, rt.monitorTicks);
 
 /**
- * Starts the watcher whose exit (the container reached STOPPED) starts a handle-event. It dies
- * with this host process (setpriv --pdeathsig): a short-lived manager (a CLI command that
- * re-attached) leaves no watcher behind; the next manager starts its own.
+ * The watcher this driver instance started for each container (by container name), kept in the
+ * instance's memory, not in the domain's record: the record is shared by every manager of the
+ * node (virtkitd, a CLI command, an application), while each watches with a watcher of its own.
+ * A record naming one manager's watcher made the others ignore their own watchers' exits.
+ * A new instance (a restarted worker) starts empty, and its re-attach starts fresh watchers.
+ */
+const watchers = new Map<string, number>();
+
+/**
+ * Starts this manager's watcher: its exit (the container reached STOPPED) starts a
+ * handle-event here. It dies with this host process (setpriv --pdeathsig): a short-lived
+ * manager (a CLI command that re-attached) leaves none behind; other managers keep theirs.
  */
 function* watch(ctx: Ctx, rt: Runtime): EffectGen<void> {
-  rt.watcher = yield* fx.spawn(SETPRIV, ['--pdeathsig', 'SIGTERM', tool('wait'), ...target(rt.paths), '-s', 'STOPPED'], { watchDomain: ctx.domain });
+  watchers.set(rt.paths.name, yield* fx.spawn(SETPRIV, ['--pdeathsig', 'SIGTERM', tool('wait'), ...target(rt.paths), '-s', 'STOPPED'], { watchDomain: ctx.domain }));
 }
 
+/** Stops this manager's watcher of the container, if it has one (never another manager's). */
 function* unwatch(rt: Runtime): EffectGen<void> {
-  const w = rt.watcher;
-  rt.watcher = undefined;
+  const w = watchers.get(rt.paths.name);
+  watchers.delete(rt.paths.name);
   if (w === undefined) return;
   try {
-    // The pid may be a watcher of an earlier manager, long gone, and reused since.
-    const p = yield* fx.processInfo(w);
-    if (p.state === 'Z' || !p.argv.includes(rt.paths.name)) return;
-    yield* fx.signal(w, 'sigterm');
+    if ((yield* fx.exitedYet(w, 0)) === undefined) yield* fx.signal(w, 'sigterm');
   } catch (e) {
     if (!(e instanceof DriverError && (e.code === 'not-found' || e.code === 'grant-denied'))) throw e;
   }
@@ -193,8 +200,16 @@ function* waitRunning(p: ContainerPaths, timeoutMs: number): EffectGen<void> {
 function* handleEvent(ctx: Ctx): EffectGen<OperationResult<Runtime> | void> {
   const rt = ctx.runtime;
   const t = ctx.trigger;
-  if (!rt || !t || t.tag !== 'process-exited' || t.val[0] !== rt.watcher) return;
-  rt.watcher = undefined;
+  // Only the exit of this manager's current watcher says something (an earlier one was
+  // replaced by a reboot, or stopped with the container by an operation of ours).
+  if (!rt || !t || t.tag !== 'process-exited' || t.val[0] !== watchers.get(rt.paths.name)) return;
+  watchers.delete(rt.paths.name);
+  // Killed (by someone, not by us: we forget a watcher before stopping it) while the
+  // container runs on: watch again, nothing happened to the container.
+  if (t.val[1].signal && (yield* alive(rt)) && (yield* lxcState(rt.paths)) !== 'STOPPED') {
+    yield* watch(ctx, rt);
+    return { runtime: rt };
+  }
   // The container reached STOPPED. Its monitor exits right after, unless the container
   // rebooted (the monitor starts it again).
   if (yield* fx.exitedYet(rt.monitor, 1500)) return yield* gone(ctx, rt, 'shutdown');
@@ -452,8 +467,10 @@ export const driver = defineDriver({
       if (!(yield* alive(rt))) return yield* gone(ctx, rt, 'crashed');
       const state = yield* lxcState(rt.paths);
       if (state === 'STOPPED') return yield* gone(ctx, rt, 'shutdown');
-      // A watcher of an earlier host process is gone with it (or watches for nobody).
-      if (ctx.args.watch !== false) yield* watch(ctx, rt);
+      // This manager watches with a watcher of its own (unless it already has one running).
+      if (ctx.args.watch !== false && (watchers.get(rt.paths.name) === undefined || (yield* fx.exitedYet(watchers.get(rt.paths.name)!, 0)) !== undefined)) {
+        yield* watch(ctx, rt);
+      }
       return { status: statusOf(state), runtime: rt };
     },
     console,

@@ -76,6 +76,26 @@ describe.skipIf(noRootfs)('managers that come and go', () => {
     await host.close();
   });
 
+  it('a long-lived manager keeps watching while short CLI commands re-attach and exit (each watches with its own watcher)', async () => {
+    const host = await new Host(hostOptions).init();
+    const conn = await connect('lxc:///system', { host });
+    const events: DomainEvent[] = [];
+    conn.onEvent((e) => events.push(e));
+    await conn.define(ct('shared'));
+    await conn.start('shared');
+    uuids.push((await conn.getConfig('shared')).uuid!);
+    // Two commands open the node, re-attach (watching for as long as they live) and exit.
+    expect(virtkit('--json', 'list').code).toBe(0);
+    expect(virtkit('dominfo', 'shared').code).toBe(0);
+    // The container stops by itself: the long-lived manager still sees it.
+    await conn.exec('shared', ['kill', '-USR2', '1']);
+    await until('the stop event', () => events.some((e) => e.domain === 'shared' && e.kind === 'stopped'));
+    expect((await conn.listDomains({ all: true })).find((d) => d.name === 'shared')).toMatchObject({ state: 'shut-off', reason: 'shutdown' });
+    await conn.undefine('shared');
+    await conn.close();
+    await host.close();
+  });
+
   it('the CLI: start in one process, exec and console in later ones, destroy in yet another', async () => {
     const file = join(root, 'cli.json');
     writeFileSync(file, JSON.stringify(ct('cli')));

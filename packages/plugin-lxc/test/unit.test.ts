@@ -107,6 +107,8 @@ describe('start on a FAKE cgroup v2 node (cgroup v2 branch: this host cannot run
     expect(spawned[0]).toEqual(['/usr/bin/lxc-start', '-n', uuid, '-P', '/run/vk', '-d', '-p', `/run/vk/${uuid}/monitor.pid`, '-o', `/run/vk/${uuid}/lxc.log`, '-l', 'WARN', '--', '/bin/sh', '-c', 'echo a b']);
     expect(spawned[1]).toEqual(['/usr/bin/setpriv', '--pdeathsig', 'SIGTERM', '/usr/bin/lxc-wait', '-n', uuid, '-P', '/run/vk', '-s', 'STOPPED']);
     expect(out.status).toEqual({ state: 'running', reason: 'booted' });
-    expect(JSON.parse(out.runtime!)).toMatchObject({ monitor: 4242, monitorTicks: 77, cgroup: 2, watcher: 99 });
+    expect(JSON.parse(out.runtime!)).toMatchObject({ monitor: 4242, monitorTicks: 77, cgroup: 2 });
+    // The watcher is this manager's own, not part of the record every manager shares.
+    expect(JSON.parse(out.runtime!).watcher).toBeUndefined();
   });
 });
