@@ -7,8 +7,10 @@ import type { IdentityRule, Role } from './config.js';
 export type Permission = 'read' | 'lifecycle' | 'admin';
 
 const READ = ['listDomains', 'info', 'getConfig', 'nodeInfo', 'capabilities', 'supports', 'events.subscribe'];
-// console, exec: operator-level on the domain (a console can log in, like libvirt's domain.open-console; exec runs commands inside it).
-const LIFECYCLE = ['start', 'shutdown', 'destroy', 'reboot', 'reset', 'suspend', 'resume', 'console', 'exec'];
+// console: operator-level on the domain (a console can log in, like libvirt's domain.open-console).
+// exec is admin: it runs any command as root inside the domain, and a privileged container's
+// root is close to the host's root.
+const LIFECYCLE = ['start', 'shutdown', 'destroy', 'reboot', 'reset', 'suspend', 'resume', 'console'];
 
 /** The permission a method needs; methods not listed (define, undefine, setAutostart, future ones) need admin. */
 export function permissionOf(method: string): Permission {

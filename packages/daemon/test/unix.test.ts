@@ -119,7 +119,7 @@ describe('virtkitd on unix sockets', () => {
     const viewer = await dial(roSock);
     const e = await failure(viewer.exec('web1', ['true']));
     expect(e.code).toBe('ACCESS_DENIED');
-    expect(e.message).toMatch(/access denied: exec needs the "lifecycle" permission; .*read-only role/);
+    expect(e.message).toMatch(/access denied: exec needs the "admin" permission; .*read-only role/);
     const admin = await dial(adminSock);
     expect(Buffer.from((await admin.exec('web1', ['echo', 'over', 'unix'])).stdout).toString()).toBe('over unix\n');
     const r = await virtkit(['-c', `test+unix:///default?socket=${adminSock}`, 'exec', 'web1', '--', 'exit', '5']);

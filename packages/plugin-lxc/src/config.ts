@@ -157,6 +157,25 @@ export function buildConfig(c: DomainConfig, p: ContainerPaths, host: CgroupHost
   }
   const { keys, warnings } = cgroupLimits(c, host);
   const prefix = host.version === 1 ? 'lxc.cgroup' : 'lxc.cgroup2';
+  // Devices: nothing but the usual character devices (as LXC's common.conf allows). The
+  // container is privileged (no id map yet): without this its root could mknod and open the
+  // host's disks or /dev/kmsg. Device nodes may be made (m), not opened, except these.
+  for (const rule of DEVICES) out.push(`${prefix}.devices.${rule}`);
   for (const [k, v] of keys) out.push(`${prefix}.${k} = ${v}`);
   return { text: `${out.join('\n')}\n`, warnings };
 }
+
+const DEVICES = [
+  'deny = a',
+  'allow = c *:* m',
+  'allow = b *:* m',
+  'allow = c 1:3 rwm', // null
+  'allow = c 1:5 rwm', // zero
+  'allow = c 1:7 rwm', // full
+  'allow = c 1:8 rwm', // random
+  'allow = c 1:9 rwm', // urandom
+  'allow = c 5:0 rwm', // tty
+  'allow = c 5:1 rwm', // console
+  'allow = c 5:2 rwm', // ptmx
+  'allow = c 136:* rwm', // pts
+];

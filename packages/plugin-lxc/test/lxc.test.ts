@@ -203,6 +203,19 @@ describe.skipIf(noRootfs)('lxc:///system with real containers', () => {
     expect(await conn.destroy('small')).toEqual({ state: 'shut-off', reason: 'destroyed' });
   });
 
+  it('denies devices beyond the usual character devices: a device node can be made, not opened', async () => {
+    await conn.define(ct('nodev'));
+    await conn.start('nodev');
+    // The host's kernel log and its first disk, through device nodes made inside.
+    const r = await conn.exec('nodev', ['/bin/sh', '-c', 'mknod /tmp/kmsg c 1 11 && mknod /tmp/disk b 254 0 && (head -c 1 /tmp/kmsg; head -c 1 /tmp/disk; echo ok > /dev/null && echo null-ok)']);
+    const err = text(r.stderr);
+    expect(err).toMatch(/\/tmp\/kmsg: Operation not permitted/);
+    expect(err).toMatch(/\/tmp\/disk: Operation not permitted/);
+    expect(text(r.stdout)).toBe('null-ok\n');
+    expect(readFileSync(join(await dirOf(conn, 'nodev'), 'config'), 'utf8')).toMatch(/^lxc\.cgroup2?\.devices\.deny = a$/m);
+    await conn.destroy('nodev');
+  });
+
   it('rejects what a container cannot be', async () => {
     const err = await conn.define({ name: 'vm', memoryMiB: 64, vcpus: 1, os: { type: 'hvm' } }).catch((e) => e);
     expect(err.code).toBe('INVALID_CONFIG');

@@ -38,7 +38,12 @@ describe('LXC config', () => {
 
   it('cgroup v2 branch (not runnable on this host): lxc.cgroup2 keys, no swap, cpu.weight from the shares', () => {
     const c: DomainConfig = { ...base, driver: { lxc: { cpuShares: 1024, cpuset: '1', pidsMax: 10 } } };
-    expect(keys(buildConfig(c, paths, v2).text).filter((l) => l.startsWith('lxc.cgroup'))).toEqual([
+    const v2keys = keys(buildConfig(c, paths, v2).text).filter((l) => l.startsWith('lxc.cgroup'));
+    // Devices: deny all, then the usual character devices (the v2 keys LXC turns into a BPF program).
+    expect(v2keys.filter((l) => l.includes('.devices.'))[0]).toBe('lxc.cgroup2.devices.deny = a');
+    expect(v2keys).toContain('lxc.cgroup2.devices.allow = c 1:3 rwm');
+    expect(v2keys.some((l) => /^lxc\.cgroup\.devices/.test(l))).toBe(false);
+    expect(v2keys.filter((l) => !l.includes('.devices.'))).toEqual([
       'lxc.cgroup.relative = 1',
       `lxc.cgroup2.memory.max = ${64 << 20}`, 'lxc.cgroup2.memory.swap.max = 0', `lxc.cgroup2.cpu.weight = ${sharesToWeight(1024)}`,
       'lxc.cgroup2.cpuset.cpus = 1', 'lxc.cgroup2.pids.max = 10',
