@@ -154,24 +154,32 @@ function* start(ctx: Ctx): EffectGen<OperationResult<Runtime>> {
   yield* fx.writeFile(paths.config, config.text, { mode: 0o600, atomic: false });
   // -d: LXC daemonizes its monitor and returns once the container runs (or failed to).
   // The init goes as argv (after --): lxc.init.cmd would split arguments on blanks.
-  const r = yield* lxc('start', paths, ['-d', '-p', paths.pidfile, '-o', paths.log, '-l', 'WARN', '--', ...(c.os.init ?? ['/sbin/init'])]);
-  if (r.code !== 0) {
-    const why = `${r.err ? `${r.err} | ` : ''}${yield* tail(paths.log)}`;
+  let rt: Runtime | undefined;
+  try {
+    const r = yield* lxc('start', paths, ['-d', '-p', paths.pidfile, '-o', paths.log, '-l', 'WARN', '--', ...(c.os.init ?? ['/sbin/init'])]);
+    if (r.code !== 0) {
+      const why = `${r.err ? `${r.err} | ` : ''}${yield* tail(paths.log)}`;
+      throw new DriverError('driver-failed', `lxc-start ${ctx.domain} failed (exit ${r.code}): ${why}`);
+    }
+    const monitor = Number((yield* fx.readText(paths.pidfile)).trim());
+    rt = { paths, monitor, monitorTicks: 0, cgroup: host.version };
+    try {
+      rt.monitorTicks = Number((yield* fx.processInfo(monitor)).startTimeTicks);
+    } catch (e) {
+      if (!(e instanceof DriverError && e.code === 'not-found')) throw e;
+      // Its init has already exited (a short-lived command): it started, and stopped.
+      yield* cleanup(rt);
+      return { status: { state: 'shut-off', reason: 'shutdown' }, clearRuntime: true, events: [ev(ctx, 'started', 'booted'), ev(ctx, 'stopped', 'shutdown')] };
+    }
+    yield* watch(ctx, rt);
+  } catch (e) {
+    // Failed, or cancelled (even while lxc-start ran: its monitor may run on): a start that
+    // does not complete leaves no container behind, as the record will say it is off.
+    if (rt) yield* unwatch(rt);
     yield* kill(paths);
     yield* fx.remove(paths.dir, true);
-    throw new DriverError('driver-failed', `lxc-start ${ctx.domain} failed (exit ${r.code}): ${why}`);
+    throw e;
   }
-  const monitor = Number((yield* fx.readText(paths.pidfile)).trim());
-  const rt: Runtime = { paths, monitor, monitorTicks: 0, cgroup: host.version };
-  try {
-    rt.monitorTicks = Number((yield* fx.processInfo(monitor)).startTimeTicks);
-  } catch (e) {
-    if (!(e instanceof DriverError && e.code === 'not-found')) throw e;
-    // Its init has already exited (a short-lived command): it started, and stopped.
-    yield* cleanup(rt);
-    return { status: { state: 'shut-off', reason: 'shutdown' }, clearRuntime: true, events: [ev(ctx, 'started', 'booted'), ev(ctx, 'stopped', 'shutdown')] };
-  }
-  yield* watch(ctx, rt);
   return { status: { state: 'running', reason: 'booted' }, runtime: rt, events: [ev(ctx, 'started', 'booted')] };
 }
 

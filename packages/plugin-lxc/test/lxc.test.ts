@@ -4,7 +4,7 @@
 // container stays manageable), freeze/thaw, graceful and forced stop, reboot, console, exec.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import { noRootfs, repo, rootfs, until } from './helpers.js';
 import { connect, Host, type Connection, type DomainEvent } from '@virtkit/core';
@@ -214,6 +214,25 @@ describe.skipIf(noRootfs)('lxc:///system with real containers', () => {
     expect(text(r.stdout)).toBe('null-ok\n');
     expect(readFileSync(join(await dirOf(conn, 'nodev'), 'config'), 'utf8')).toMatch(/^lxc\.cgroup2?\.devices\.deny = a$/m);
     await conn.destroy('nodev');
+  });
+
+  it('a cancelled start leaves no container behind: the record and LXC agree, whenever it is cancelled', async () => {
+    await conn.define(ct('cancelled'));
+    const uuid = (await conn.getConfig('cancelled')).uuid!;
+    const lxcpath = join(root, 'run', 'virtkit-plugin-lxc', 'system');
+    const lxcState = () => spawnSync('lxc-info', ['-n', uuid, '-P', lxcpath, '-s', '-H'], { encoding: 'utf8' }).stdout.trim() || 'ABSENT';
+    const outcomes = new Set<string>();
+    for (const ms of [2, 8, 14, 20, 26, 60]) {
+      const ac = new AbortController();
+      setTimeout(() => ac.abort(), ms);
+      const got = await conn.start('cancelled', { signal: ac.signal }).then((st) => st.state, (e: { code: string }) => e.code);
+      outcomes.add(got);
+      const recorded = (await conn.listDomains({ all: true })).find((d) => d.name === 'cancelled')!.state;
+      expect([got, recorded, lxcState()]).toEqual(got === 'CANCELLED' ? ['CANCELLED', 'shut-off', 'ABSENT'] : ['running', 'running', 'RUNNING']);
+      if (recorded === 'running') await conn.destroy('cancelled');
+    }
+    // Cancelled early, the start never got far; later, it completed.
+    expect(outcomes.has('CANCELLED')).toBe(true);
   });
 
   it('rejects what a container cannot be', async () => {

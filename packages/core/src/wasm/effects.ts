@@ -159,7 +159,10 @@ export class EffectPerformer {
     if (ctx.signal.aborted) {
       // A cancelled operation may still clean up (stop what it started, close, remove), each
       // step bounded by CLEANUP_MS; it may not start anything new or wait for nothing.
-      if (!CLEANUP_EFFECTS.has(effect.tag)) throw new VirtkitError('CANCELLED', `${effect.tag} refused: the operation was cancelled`);
+      // A program run to completion (e.g. `lxc-stop -k` for what an interrupted start began)
+      // is cleanup too; starting one in the background is not.
+      const cleanupRun = effect.tag === 'spawn' && effect.val.mode.tag === 'run';
+      if (!CLEANUP_EFFECTS.has(effect.tag) && !cleanupRun) throw new VirtkitError('CANCELLED', `${effect.tag} refused: the operation was cancelled`);
       const cleanup = new AbortController();
       const timer = setTimeout(() => cleanup.abort(), CLEANUP_MS);
       try {
