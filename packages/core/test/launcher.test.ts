@@ -65,6 +65,40 @@ describe('launchers', () => {
     });
   }
 
+  it('when the spawner is killed: runs in flight fail, children are reported orphaned, and a new spawner comes up', async () => {
+    const l = new SpawnerLauncher();
+    void l.usable;
+    await until('a spawner', () => l.usable);
+    const exits: Array<Exit & { pid: number; orphaned?: boolean }> = [];
+    const attachedPid = await l.background({ file: '/bin/sleep', args: ['30'], env, detached: false }, (x) => exits.push(x));
+    const detachedPid = await l.background({ file: '/bin/sleep', args: ['30'], env, detached: true }, (x) => exits.push(x));
+    const spawnerPid = ppidOf(attachedPid);
+    expect(readFileSync(`/proc/${spawnerPid}/cmdline`, 'utf8')).toContain('spawner.js');
+    const inFlight = l.run({ file: '/bin/sleep', args: ['30'], env, max: 0 }, new AbortController().signal);
+    process.kill(spawnerPid, 'SIGKILL');
+    await expect(inFlight).rejects.toThrow(/spawner process exited/);
+    expect(exits.map((x) => [x.pid, x.orphaned]).sort()).toEqual([[attachedPid, true], [detachedPid, true]].sort());
+    // A new one serves the next requests.
+    await until('a new spawner', () => l.usable);
+    const r = await l.run({ file: '/bin/sh', args: ['-c', 'echo $PPID'], env, max: 100 }, new AbortController().signal);
+    expect([Number(text(r.stdout)) !== process.pid, Number(text(r.stdout)) !== spawnerPid]).toEqual([true, true]);
+    l.close();
+    for (const pid of [attachedPid, detachedPid]) process.kill(pid, 'SIGKILL');
+  });
+
+  it('a spawner that is closed takes its attached children with it; detached ones live on', async () => {
+    const l = new SpawnerLauncher();
+    void l.usable;
+    await until('a spawner', () => l.usable);
+    const attachedPid = await l.background({ file: '/bin/sleep', args: ['30'], env, detached: false }, () => {});
+    const detachedPid = await l.background({ file: '/bin/sleep', args: ['31'], env, detached: true }, () => {});
+    l.close();
+    const goneOrZombie = (pid: number) => !existsSync(`/proc/${pid}`) || /^State:\s+Z/m.test(readFileSync(`/proc/${pid}/status`, 'utf8'));
+    await until('the attached child to go', () => goneOrZombie(attachedPid));
+    expect(goneOrZombie(detachedPid)).toBe(false);
+    process.kill(detachedPid, 'SIGKILL');
+  });
+
   it('the spawner exits when closed; later requests are started directly', async () => {
     const r = await spawner.run({ file: '/bin/sh', args: ['-c', 'echo $PPID'], env, max: 100 }, new AbortController().signal);
     const spawnerPid = Number(text(r.stdout));

@@ -1,7 +1,7 @@
 // Performs a driver's effects, after checking each against the plugin's grant. Runs in the
 // plugin's worker thread, next to the component, so a step and its effect never cross
 // threads. Every effect is bounded in time; channels and child handles outlive operations.
-import { constants as C, readdirSync, realpathSync, rmdirSync, unlinkSync, type Dirent } from 'node:fs';
+import { constants as C, readdirSync, readFileSync, realpathSync, rmdirSync, unlinkSync, type Dirent } from 'node:fs';
 import { open, readFile, readdir, lstat, rm, mkdir, rename, unlink } from 'node:fs/promises';
 import { createConnection, type Socket } from 'node:net';
 import { basename, dirname, join } from 'node:path';
@@ -216,6 +216,7 @@ export class EffectPerformer {
       let pid: number;
       try {
         pid = await this.launcher.background({ file: executable, args: req.args, env, cwd, detached: opts.detached, logFile }, (x) => {
+          if (x.orphaned) return this.orphaned(x.pid, watch, ctx.nodeUri);
           rec.exit = { code: x.code, signal: x.signal };
           for (const w of rec.waiters) w();
           if (watch) {
@@ -240,6 +241,30 @@ export class EffectPerformer {
         throw ioError(`spawn ${req.executable}`, e);
       }
     });
+  }
+
+  /**
+   * A child whose exit can no longer be seen (its spawner died): from now on it is checked as
+   * any process (its executable against the grant; waits poll /proc). If it was watched and is
+   * gone, or goes within a moment (an attached child dies with its spawner), its domain hears of
+   * it as an exit by SIGKILL; a detached one that runs on is watched through its channels.
+   */
+  private orphaned(pid: number, watch: string | undefined, nodeUri: string) {
+    const rec = this.children.get(pid);
+    this.children.delete(pid);
+    for (const w of rec?.waiters ?? []) w();
+    if (!watch) return;
+    const gone = () => {
+      try {
+        const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+        return /^[ZX]$/.test(stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3));
+      } catch {
+        return true;
+      }
+    };
+    const notify = () => this.onWatch({ nodeUri, domain: watch, trigger: { tag: 'process-exited', val: [pid, { signal: 'SIGKILL', stdout: new Uint8Array(), stderr: new Uint8Array(), truncated: false }] } });
+    if (gone()) return notify();
+    setTimeout(() => gone() && notify(), 250).unref();
   }
 
   /** A pid is ours if we started it, or if it runs one of the granted executables. */
@@ -275,7 +300,8 @@ export class EffectPerformer {
     if (own) {
       if (own.exit) return exited(own.exit);
       return bounded(`waiting for pid ${req.pid}`, this.cap(req.timeoutMs), ctx, (sig) => new Promise((resolve) => {
-        const w = () => resolve(exited(own.exit!));
+        // Woken by the exit, or because the child was orphaned: then wait as for any process.
+        const w = () => resolve(own.exit ? exited(own.exit) : this.waitProcess(req, { ...ctx, signal: sig }));
         own.waiters.add(w);
         sig.addEventListener('abort', () => own.waiters.delete(w));
       }));

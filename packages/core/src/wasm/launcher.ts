@@ -16,7 +16,11 @@ export interface Ran extends Exit {
   truncated: boolean;
 }
 
-export type OnExit = (x: Exit & { pid: number }) => void;
+/**
+ * A child's exit. `orphaned`: the spawner that started it died, so its exit can no longer be
+ * seen; it may still run (a detached hypervisor) or be gone (an attached one dies with it).
+ */
+export type OnExit = (x: Exit & { pid: number; orphaned?: boolean }) => void;
 
 export interface LaunchSpec {
   file: string;
@@ -151,13 +155,23 @@ export class SpawnerLauncher implements Launcher {
     }
   }
 
-  /** The spawner died: what it was doing fails; its children are no longer watched. */
+  /**
+   * The spawner died: what it was doing fails, and its children's exits can no longer be seen:
+   * each is reported `orphaned` (its owner then treats it as any process it did not start). A
+   * new spawner is started by the next request, a few times at most.
+   */
   #lost() {
+    if (!this.#proc) return;
     this.#ready = false;
     this.#proc = undefined;
     for (const p of this.#pending.values()) p.reject(new Error('the spawner process exited'));
     this.#pending.clear();
+    const orphans = [...this.#exits];
+    this.#exits.clear();
+    for (const [pid, cb] of orphans) cb({ pid, code: null, signal: null, orphaned: true });
+    if (this.#restarts++ < 3) this.#tried = false;
   }
+  #restarts = 0;
 
   #ask(m: SpawnerRequest & { id: number }, onExit?: OnExit): Promise<SpawnerReply> {
     return new Promise((resolve, reject) => {

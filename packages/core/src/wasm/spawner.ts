@@ -15,12 +15,22 @@ const send = (m: SpawnerReply) => {
 };
 const direct = new DirectLauncher();
 const running = new Map<number, AbortController>();
+/** Background children that are not detached: they go when we go. */
+const attached = new Set<number>();
 const failed = (id: number) => (e: unknown) => send({ t: 'failed', id, message: (e as Error).message });
 
 process.on('message', (m: SpawnerRequest) => {
   if (m.t === 'background') {
     const { id, t: _t, ...spec } = m;
-    direct.background(spec, (x) => send({ t: 'exit', ...x })).then((pid) => send({ t: 'spawned', id, pid }), failed(id));
+    direct
+      .background(spec, (x) => {
+        attached.delete(x.pid);
+        send({ t: 'exit', ...x });
+      })
+      .then((pid) => {
+        if (!spec.detached) attached.add(pid);
+        send({ t: 'spawned', id, pid });
+      }, failed(id));
   } else if (m.t === 'run') {
     const { id, t: _t, ...spec } = m;
     const ac = new AbortController();
@@ -31,6 +41,19 @@ process.on('message', (m: SpawnerRequest) => {
       .finally(() => running.delete(id));
   } else if (m.t === 'kill') running.get(m.id)?.abort();
 });
-// The worker is gone (closed, or its process died): so is our reason to be.
-process.on('disconnect', () => process.exit(0));
+// The worker is gone (closed, stopped by the watchdog, or its process died): so is our reason
+// to be, and so are the children that were not detached (runs in flight, attached background
+// ones). Detached ones (a hypervisor in its own session) outlive us, as they outlive the host.
+process.on('disconnect', () => {
+  for (const ac of running.values()) ac.abort();
+  for (const pid of attached) {
+    try {
+      process.kill(pid, 'SIGKILL');
+    } catch {
+      // gone already
+    }
+  }
+  // The aborts kill on the next turn: leave after it.
+  setImmediate(() => process.exit(0));
+});
 send({ t: 'ready', pid: process.pid });
