@@ -22,7 +22,8 @@ export interface ServeOptions<P = unknown> {
   onStream?(e: { event: 'open' | 'closed'; stream: number; method: string; params: readonly unknown[]; reason?: string }): void;
 }
 
-type Handler = (c: Connection, p: unknown[]) => unknown;
+/** `session`: aborted when the peer's session ends (what a long call should stop for). */
+type Handler = (c: Connection, p: unknown[], session: AbortSignal) => unknown;
 
 const str = (p: unknown[], i: number, what: string): string => {
   const v = p[i];
@@ -283,7 +284,7 @@ export async function serveConnection<C extends RpcChannel>(channel: C, conn: Co
       const allowed = opts.authorize?.(channel.peer, method, params);
       if (allowed) await allowed;
       let value: unknown;
-      if (handler) value = await handler(conn, params);
+      if (handler) value = await handler(conn, params, stop.signal);
       else if (opener) {
         const source = await opener(conn, params);
         if (stop.signal.aborted) {
@@ -303,7 +304,15 @@ export async function serveConnection<C extends RpcChannel>(channel: C, conn: Co
     } finally {
       if (reserved) opening--;
     }
-    await send(reply);
+    try {
+      await channel.send(encodeValue(reply));
+    } catch (e) {
+      // A reply that cannot be framed (over the maximum frame size, e.g. an exec's large
+      // output) must not leave the call waiting forever: say so, in a frame that fits.
+      if ((e as { code?: unknown }).code === 'FRAME_TOO_LARGE') {
+        await send({ t: 'error', id, code: 'IO_ERROR', message: `the reply to ${method} does not fit in one frame (${(e as Error).message}); ask for less (e.g. a smaller output bound) or raise the maximum frame size` });
+      }
+    }
     if (after) void after();
   };
 

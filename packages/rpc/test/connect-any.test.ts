@@ -62,6 +62,19 @@ describe('connect(uri) for every URI', () => {
     await remote.close();
   });
 
+  it('a reply too large for one frame fails its call with a clear error; the session goes on', async () => {
+    const small = join(tmp, 'small.sock');
+    const l = await listenUnix({ path: small, mode: 0o600, identity: 'admin', maxFrameBytes: 32 * 1024, onChannel: (ch) => void serveConnection(ch, served) });
+    const remote = await connect(`test+unix:///default?socket=${small}`);
+    for (let i = 0; i < 300; i++) await remote.define({ name: `many-${String(i).padStart(3, '0')}-${'x'.repeat(40)}`, memoryMiB: 64, vcpus: 1, os: { type: 'hvm' } });
+    const e = (await remote.listDomains({ all: true }).catch((x: unknown) => x)) as { code: string; message: string };
+    expect(e.code).toBe('IO_ERROR');
+    expect(e.message).toMatch(/the reply to listDomains does not fit in one frame .*FRAME_TOO_LARGE/);
+    expect((await remote.info('test')).state).toBe('running');
+    await remote.close();
+    await l.close();
+  });
+
   it('names what a remote URI lacks, and core alone points to this entry point', async () => {
     await expect(connect('test+tls://127.0.0.1/default')).rejects.toThrow(/needs the ca, cert and key/);
     const { connect: coreConnect } = await import('@virtkit/core');

@@ -92,12 +92,16 @@ export class InProcessLock {
     return this.#held.getStore()?.live === true;
   }
 
-  run<T>(fn: () => Promise<T>): Promise<T> {
-    if (this.held) return fn();
+  /**
+   * `fn` may end its hold early with `release()` (then work it started but did not await
+   * queues like anyone else's) while the queue stays blocked until `fn` returns.
+   */
+  run<T>(fn: (release: () => void) => Promise<T>): Promise<T> {
+    if (this.held) return fn(() => {});
     const go = async () => {
       const token = { live: true };
       try {
-        return await this.#held.run(token, fn);
+        return await this.#held.run(token, () => fn(() => (token.live = false)));
       } finally {
         token.live = false;
       }

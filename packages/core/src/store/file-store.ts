@@ -68,6 +68,12 @@ function readStateSync(path: string): RunState | undefined {
   return undefined;
 }
 
+/** writeSync until every byte is written (a short write would tear the line). */
+function writeAllSync(fd: number, text: string): void {
+  const buf = Buffer.from(text, 'utf8');
+  for (let off = 0; off < buf.length; ) off += writeSync(fd, buf, off, buf.length - off);
+}
+
 /** A state file is rewritten (one atomic rename) with its newest record past this size. */
 const STATE_FILE_MAX_BYTES = 32 * 1024;
 
@@ -81,7 +87,7 @@ function appendStateSync(path: string, state: RunState): void {
   let size: number;
   try {
     size = fstatSync(fd).size;
-    if (size + Buffer.byteLength(record) <= STATE_FILE_MAX_BYTES) return void writeSync(fd, record);
+    if (size + Buffer.byteLength(record) <= STATE_FILE_MAX_BYTES) return writeAllSync(fd, record);
   } finally {
     closeSync(fd);
   }
@@ -274,7 +280,7 @@ export class FileStore implements StateStore {
       const fd = openSync(this.#journal, 'a', 0o600);
       let st;
       try {
-        writeSync(fd, JSON.stringify(stored) + '\n');
+        writeAllSync(fd, JSON.stringify(stored) + '\n');
         if (!BOOT_ID) await new Promise<void>((res, rej) => fsync(fd, (e) => (e ? rej(e) : res())));
         st = fstatSync(fd);
       } finally {
@@ -300,12 +306,15 @@ export class FileStore implements StateStore {
     let next = lastSeq + 1;
     if (!BOOT_ID) return next;
     let r: { boot?: unknown; upTo?: unknown } | undefined;
+    let unreadable = false;
     try {
       r = readJsonFileSync(this.#seqFile);
     } catch {
-      r = undefined; // unreadable: as if absent, which only makes the next seq jump
+      unreadable = true;
     }
-    const upTo = typeof r?.upTo === 'number' && Number.isSafeInteger(r.upTo) ? r.upTo : 0;
+    // Written atomically, so unreadable means damage: what it reserved is unknown, so the
+    // next seq jumps far past anything it could have reserved.
+    const upTo = unreadable ? lastSeq + 2 ** 32 : typeof r?.upTo === 'number' && Number.isSafeInteger(r.upTo) ? r.upTo : 0;
     const sameBoot = r?.boot === BOOT_ID;
     if (!sameBoot) next = Math.max(next, upTo + 1);
     if (!sameBoot || next > upTo) {
@@ -334,7 +343,7 @@ export class FileStore implements StateStore {
     if (this.#local.held) return fn();
     let settle!: { resolve(v: T): void; reject(e: unknown): void };
     const outcome = new Promise<T>((resolve, reject) => (settle = { resolve, reject }));
-    void this.#local.run(async () => {
+    void this.#local.run(async (endHold) => {
       if (this.#closed) throw new VirtkitError('OPERATION_INVALID', 'state store is closed');
       let lost: Error | undefined;
       let release: () => unknown;
@@ -363,6 +372,8 @@ export class FileStore implements StateStore {
       } catch (e) {
         settle.reject(e);
       } finally {
+        // Anything fn started without awaiting it queues from now on, behind the release.
+        endHold();
         // The caller goes on first: removing the lock dir takes 0.3-1 ms on some disks, and
         // what fn wrote is already visible. Later holders in this process queue behind the
         // release; a process that exits meanwhile has it released by proper-lockfile's exit hook.
