@@ -242,6 +242,38 @@ export const fx = {
     const m = (yield* perform({ tag: 'channel-receive', val: { channel, filter, timeoutMs } }, 'message')).val;
     return JSON.parse(m);
   },
+  /**
+   * For `open`: the per-domain runtime dirs (named by uuid) under the node's runtime dir that
+   * none of the domains the host recorded accounts for (`ctx.args.domains`: not active, not
+   * being started by a live manager), i.e. what an interrupted operation left. A dir of a
+   * domain whose last start was interrupted (its manager died) is a leftover at once; one no
+   * record accounts for only once older than `minAgeMs`: another manager may have begun a
+   * start just after the host read its records.
+   */
+  *leftoverDirs(ctx: OperationContext<any, any>, minAgeMs = 30_000): EffectGen<string[]> {
+    const recorded = (ctx.args.domains ?? []) as Array<{ uuid?: string; active?: boolean; busy?: boolean; interrupted?: boolean }>;
+    const byUuid = new Map(recorded.filter((d) => d.uuid).map((d) => [d.uuid!, d]));
+    let dirs: string[];
+    try {
+      dirs = (yield* fx.list(ctx.node.runtimeDir)).filter((e) => e.kind === 'directory' && /^[0-9a-f-]{36}$/.test(e.name)).map((e) => e.name);
+    } catch (e) {
+      if (e instanceof DriverError && e.code === 'not-found') return [];
+      throw e;
+    }
+    const out: string[] = [];
+    let now: number | undefined;
+    for (const uuid of dirs) {
+      const d = byUuid.get(uuid);
+      if (d?.active || d?.busy) continue;
+      if (!d?.interrupted) {
+        const st = yield* fx.stat(`${ctx.node.runtimeDir}/${uuid}`);
+        now ??= Number((yield* fx.clock()).wallMs);
+        if (!st || now - Number(st.mtimeMs) < minAgeMs) continue;
+      }
+      out.push(uuid);
+    }
+    return out;
+  },
   /** The next queued message matching `filter`, without waiting; undefined when none. */
   *tryReceive(channel: number, filter: FieldMatch[] = []): EffectGen<any> {
     try {

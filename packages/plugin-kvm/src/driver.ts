@@ -377,17 +377,9 @@ export const driver = defineDriver({
     // A manager killed in the middle of a start leaves a QEMU the records do not know
     // (the domain is recorded as off): stop it, so the record is true again.
     *open(ctx) {
-      const recorded = (ctx.args.domains ?? []) as Array<{ name: string; uuid?: string; active: boolean; busy: boolean }>;
+      const recorded = (ctx.args.domains ?? []) as Array<{ name: string; uuid?: string }>;
       // Active ones are re-attached; busy ones are being started by another manager right now.
-      const active = new Set(recorded.filter((d) => d.active || d.busy).map((d) => d.uuid));
-      let dirs: string[] = [];
-      try {
-        dirs = (yield* fx.list(ctx.node.runtimeDir)).filter((e) => e.kind === 'directory' && /^[0-9a-f-]{36}$/.test(e.name)).map((e) => e.name);
-      } catch (e) {
-        if (!(e instanceof DriverError && e.code === 'not-found')) throw e;
-      }
-      for (const uuid of dirs) {
-        if (active.has(uuid)) continue;
+      for (const uuid of yield* fx.leftoverDirs(ctx)) {
         const paths = domainPaths(ctx.node.runtimeDir, uuid);
         let pid = 0;
         try {

@@ -415,16 +415,7 @@ export const driver = defineDriver({
     // A manager killed in the middle of a start leaves a container the records do not know
     // (the domain is recorded as off): stop it, so the record is true again.
     *open(ctx) {
-      const recorded = (ctx.args.domains ?? []) as Array<{ name: string; uuid?: string; active: boolean; busy: boolean }>;
-      const active = new Set(recorded.filter((d) => d.active || d.busy).map((d) => d.uuid));
-      let dirs: string[] = [];
-      try {
-        dirs = (yield* fx.list(ctx.node.runtimeDir)).filter((e) => e.kind === 'directory' && /^[0-9a-f-]{36}$/.test(e.name)).map((e) => e.name);
-      } catch (e) {
-        if (!(e instanceof DriverError && e.code === 'not-found')) throw e;
-      }
-      for (const uuid of dirs) {
-        if (active.has(uuid)) continue;
+      for (const uuid of yield* fx.leftoverDirs(ctx)) {
         const paths = containerPaths(ctx.node.runtimeDir, uuid);
         log.warn(`stopping container ${uuid}: left by an interrupted operation, the domain is recorded as off`);
         yield* kill(paths);

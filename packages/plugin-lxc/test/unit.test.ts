@@ -117,3 +117,33 @@ describe('start on a FAKE cgroup v2 node (cgroup v2 branch: this host cannot run
     expect(JSON.parse(out.runtime!).watcher).toBeUndefined();
   });
 });
+
+describe('open: what an interrupted operation left (on a FAKE runtime dir)', () => {
+  it('stops containers of interrupted starts at once, unaccounted ones only once old, never active or busy ones', () => {
+    const id = (n: number) => `00000000-0000-4000-8000-00000000000${n}`;
+    const now = 1_800_000_000_000;
+    const ages: Record<string, number> = { [id(1)]: 1_000, [id(2)]: 1_000, [id(3)]: 1_000, [id(4)]: 1_000, [id(5)]: 120_000 };
+    const stopped: string[] = [];
+    runOperation(driver, {
+      kind: 'open', node: { uri: 'lxc:///system', stateDir: '/state', runtimeDir: '/run/vk' },
+      args: JSON.stringify({ domains: [
+        { name: 'interrupted', uuid: id(1), active: false, busy: false, interrupted: true },
+        { name: 'starting-elsewhere', uuid: id(2), active: false, busy: true },
+        { name: 'running', uuid: id(3), active: true, busy: false },
+      ] }),
+    }, (e: { tag: string; val?: any }) => {
+      switch (e.tag) {
+        // id(4): a start another manager began after the host read its records (fresh, no record of it then).
+        case 'file-list': return { tag: 'entries', val: Object.keys(ages).map((name) => ({ name, kind: 'directory' })) };
+        case 'file-stat': return { tag: 'stat', val: { kind: 'directory', size: 0n, mode: 0o700, mtimeMs: BigInt(now - ages[e.val.split('/').pop()]!) } };
+        case 'clock': return { tag: 'clock', val: { wallMs: BigInt(now), monotonicNs: 0n } };
+        case 'spawn':
+          if (e.val.executable === '/usr/bin/lxc-stop') stopped.push(e.val.args[1]);
+          return { tag: 'exited', val: { code: 0, stdout: new Uint8Array(), stderr: new Uint8Array(), truncated: false } };
+        case 'file-remove': return { tag: 'none' };
+        default: throw { code: 'no-support', message: `fake node has no ${e.tag}` };
+      }
+    });
+    expect(stopped.sort()).toEqual([id(1), id(5)]);
+  });
+});
