@@ -8,6 +8,9 @@ export default defineConfig({
   },
   test: {
     include: ['packages/*/test/**/*.test.ts', 'examples/*/test/**/*.test.ts'],
+    // The `virtkit` commands the tests run use their own nodes, never a virtkitd that may be
+    // running on this machine (a test that wants the daemon path says so).
+    env: { VIRTKIT_EMBEDDED: '1' },
     testTimeout: 30_000,
     hookTimeout: 60_000,
     // Tests spawn workers and processes; two cores here.

@@ -18,6 +18,8 @@ rm -rf "$demo" && mkdir -p "$demo"
 guest="$root/.cache/test-guest"
 printf '{"stateRoot":"%s/state","runtimeRoot":"%s/run"}\n' "$demo" "$demo" > "$demo/virtkit.json"
 export VIRTKIT_CONFIG="$demo/virtkit.json"
+# The demo runs embedded, on a node of its own, even if a virtkitd runs on this machine.
+export VIRTKIT_EMBEDDED=1
 cp "$guest/disk.qcow2" "$demo/disk.qcow2"
 cat > "$demo/tiny.json" <<JSON
 {

@@ -1,5 +1,6 @@
 // One invocation of virtkit: its global options, ONE host and ONE connection shared by all
 // its commands (test:///default keeps state per connection), Ctrl-C and --timeout.
+import { existsSync } from 'node:fs';
 import { homedir, userInfo } from 'node:os';
 import { join } from 'node:path';
 import { connect, Host, VirtkitError, type Connection, loadHostConfig, parseUri } from '@virtkit/core';
@@ -90,16 +91,44 @@ export class Session {
    * client, and a long-lived console must not lock out the next short command.
    */
   connection(opts: { watch?: boolean } = {}): Promise<Connection> {
-    const transport = parseUri(this.globals.connect).transport;
-    if (transport === 'tls' || transport === 'unix') {
+    const parsed = parseUri(this.globals.connect);
+    if (parsed.transport === 'tls' || parsed.transport === 'unix') {
       this.connP ??= openRemoteNode(this.globals.connect);
       return this.connP;
     }
-    this.connP ??= this.host().then(async (host) => {
-      this.conn = await connect(this.globals.connect, { host, watch: opts.watch });
-      return this.conn;
-    });
+    const embedded = () =>
+      this.host().then(async (host) => {
+        this.conn = await connect(this.globals.connect, { host, watch: opts.watch });
+        return this.conn;
+      });
+    this.connP ??= this.viaDaemon(parsed).then((c) => c ?? embedded());
     return this.connP;
+  }
+
+  /**
+   * A local node while virtkitd runs here goes through it, as virsh goes through libvirtd:
+   * the daemon is the long-lived owner that watches the domains (QMP serves one client), and
+   * a short command in this process would contend with it. Its admin socket (or, for a user
+   * who cannot write that, the read-only one; `VIRTKIT_DAEMON_SOCKET` names another); when no
+   * daemon answers there, or it does not serve this node, the command runs embedded.
+   * `VIRTKIT_EMBEDDED=1` always runs embedded; test:///default always does (a fresh in-memory
+   * node per connection, like libvirt's).
+   */
+  private async viaDaemon(parsed: ReturnType<typeof parseUri>): Promise<Connection | undefined> {
+    if (parsed.host || parsed.driver === 'test' || process.env.VIRTKIT_EMBEDDED === '1') return undefined;
+    const { defaultUnixSocket } = await import('@virtkit/rpc');
+    const socket = process.env.VIRTKIT_DAEMON_SOCKET || defaultUnixSocket();
+    if (!existsSync(socket)) return undefined;
+    const uri = `${parsed.driver}+unix://${parsed.path}?${new URLSearchParams({ ...parsed.params, socket })}`;
+    try {
+      const c = await openRemoteNode(uri);
+      if (process.env.VIRTKIT_DEBUG) this.io.err(`virtkit: ${this.globals.connect} through virtkitd at ${socket}`);
+      return c;
+    } catch (e) {
+      // No daemon listening (a stale socket), or one that does not serve this node: embedded.
+      if (VirtkitError.is(e, 'IO_ERROR') || VirtkitError.is(e, 'NO_SUPPORT') || VirtkitError.is(e, 'NO_DRIVER')) return undefined;
+      throw e;
+    }
   }
 
   /** The open connection, if a command opened one (for hints). */

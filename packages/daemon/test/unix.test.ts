@@ -53,10 +53,10 @@ async function failure(p: Promise<unknown>): Promise<VirtkitError> {
   throw new Error('expected a failure');
 }
 
-function virtkit(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
+function virtkit(args: string[], extraEnv: Record<string, string> = {}): Promise<{ code: number | null; stdout: string; stderr: string }> {
   return new Promise((resolve, reject) => {
     // No VIRTKIT_TLS_* and no PKI: a unix URI needs no certificate.
-    const env = { ...process.env, HOME: tmp, VIRTKIT_TLS_CA: '', VIRTKIT_TLS_CERT: '', VIRTKIT_TLS_KEY: '' };
+    const env = { ...process.env, HOME: tmp, VIRTKIT_TLS_CA: '', VIRTKIT_TLS_CERT: '', VIRTKIT_TLS_KEY: '', ...extraEnv };
     const child = spawn(process.execPath, [CLI, ...args], { cwd: tmp, env, stdio: ['ignore', 'pipe', 'pipe'] });
     let stdout = '';
     let stderr = '';
@@ -126,6 +126,24 @@ describe('virtkitd on unix sockets', () => {
     expect([r.code, r.stderr]).toEqual([5, '']);
     const out = await virtkit(['-c', `test+unix:///default?socket=${adminSock}`, 'exec', 'web1', '--', 'echo', 'via', 'cli']);
     expect([out.code, out.stdout]).toEqual([0, 'via cli\n']);
+  });
+
+  it('a local URI goes through the running daemon (as virsh through libvirtd); embedded without one, or when asked', async () => {
+    const admin = await connectRemote(`qemu+unix:///system?socket=${adminSock}`);
+    open.push(admin);
+    await admin.define({ name: 'routed', memoryMiB: 64, vcpus: 1, os: { type: 'hvm' } });
+    // The embedded runs get a node of their own under tmp (never this machine's /var/lib/virtkit).
+    const config = join(tmp, 'cli-host.json');
+    writeFileSync(config, JSON.stringify({ stateRoot: join(tmp, 'cli-state'), runtimeRoot: join(tmp, 'cli-run') }));
+    const names = async (env: Record<string, string>) => {
+      const r = await virtkit(['-c', 'qemu:///system', '--json', 'list', '--all'], { VIRTKIT_CONFIG: config, VIRTKIT_EMBEDDED: '', ...env });
+      expect(r.code, r.stderr).toBe(0);
+      return (JSON.parse(r.stdout) as Array<{ name: string }>).map((d) => d.name);
+    };
+    expect(await names({ VIRTKIT_DAEMON_SOCKET: adminSock })).toContain('routed');
+    expect(await names({ VIRTKIT_DAEMON_SOCKET: adminSock, VIRTKIT_EMBEDDED: '1' })).not.toContain('routed');
+    expect(await names({ VIRTKIT_DAEMON_SOCKET: join(tmp, 'no-daemon.sock') })).not.toContain('routed');
+    await admin.undefine('routed');
   });
 
   it('serves the virtkit command on a +unix URI without certificates', async () => {
