@@ -7,10 +7,11 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { VirtkitError, type DomainEvent } from '@virtkit/core';
+import type { DomainEvent } from '@virtkit/core';
 import { connectRemote, type RemoteConnection } from '@virtkit/rpc';
 import { connect as dialTls, initCa, issueClient, issueServer } from '@virtkit/transport-tls';
 import { parseDaemonConfig } from '../src/config.js';
+import { failure } from '../../rpc/test/failure.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const DAEMON = join(here, '..', 'bin', 'virtkitd.js');
@@ -62,16 +63,6 @@ function startDaemon(name: string): Promise<Daemon> {
 }
 
 const creds = (user: string) => ({ ca: join(pki, 'ca-cert.pem'), cert: join(pki, 'clients', `${user}-cert.pem`), key: join(pki, 'clients', `${user}-key.pem`) });
-
-async function failure(p: Promise<unknown>): Promise<VirtkitError> {
-  try {
-    await p;
-  } catch (e) {
-    if (VirtkitError.is(e)) return e;
-    throw e;
-  }
-  throw new Error('expected a failure');
-}
 
 /** Waits (up to 3 s) until the daemon's log matches: its stderr may lag the client's answer. */
 async function logged(d: Daemon, re: RegExp): Promise<void> {

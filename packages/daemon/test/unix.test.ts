@@ -6,8 +6,8 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
-import { VirtkitError } from '@virtkit/core';
 import { connectRemote, type RemoteConnection } from '@virtkit/rpc';
+import { failure } from '../../rpc/test/failure.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const DAEMON = join(here, '..', 'bin', 'virtkitd.js');
@@ -41,16 +41,6 @@ function startDaemon(): Promise<Running> {
     });
     void exit.then(({ code }) => reject(new Error(`virtkitd exited (${code}): ${err}`)));
   });
-}
-
-async function failure(p: Promise<unknown>): Promise<VirtkitError> {
-  try {
-    await p;
-  } catch (e) {
-    if (VirtkitError.is(e)) return e;
-    throw e;
-  }
-  throw new Error('expected a failure');
 }
 
 function virtkit(args: string[], extraEnv: Record<string, string> = {}): Promise<{ code: number | null; stdout: string; stderr: string }> {

@@ -10,21 +10,12 @@ import { connect, Host, VirtkitError, type Connection, type DomainEvent } from '
 import { connect as dialTls, initCa, issueClient, issueServer, listen, type Channel, type Listener, type PeerIdentity } from '@virtkit/transport-tls';
 import { decodeValue, encodeValue, openRemote, serveConnection, type RemoteConnection } from '../src/index.js';
 import { pair } from './mem.js';
+import { failure } from './failure.js';
 
 const repoRoot = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
 const tmp = mkdtempSync(join(tmpdir(), 'virtkit-rpc-test-'));
 const pki = join(tmp, 'pki');
 const MUTATING = new Set(['define', 'undefine', 'start', 'shutdown', 'destroy', 'reboot', 'reset', 'suspend', 'resume', 'setAutostart', 'exec']);
-
-async function failure(p: Promise<unknown>): Promise<VirtkitError> {
-  try {
-    await p;
-  } catch (e) {
-    if (VirtkitError.is(e)) return e;
-    throw e;
-  }
-  throw new Error('expected a failure');
-}
 
 /** The next n values of an iterator, or a failure after `ms`. */
 async function take<T>(it: AsyncIterator<T>, n: number, ms = 3000): Promise<T[]> {
