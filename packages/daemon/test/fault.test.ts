@@ -5,12 +5,12 @@
 // journal, and a client reconnecting to the restarted daemon with `since` = its last seq gets
 // exactly those events, once each, in order.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { connect, Host, type DomainEvent } from '@virtkit/core';
 import { connectRemote, type RemoteConnection } from '@virtkit/rpc';
-import { DAEMON, hasGuest, hostOptions as hostOptionsAt, qemuPids, repo, tinyVm, until as untilFor } from './guest.js';
+import { DAEMON, hasGuest, hostOptions as hostOptionsAt, qemuPids, repo, stopGuests, tinyVm, until as untilFor } from './guest.js';
 
 
 // Short paths: a unix socket path must stay under 108 bytes.
@@ -68,18 +68,7 @@ describe.skipIf(!hasGuest && !process.env.CI)('virtkitd killed with SIGKILL on q
         await d.exit;
       }
     }
-    const host = await new Host(hostOptionsAt(root)).init();
-    try {
-      const conn = await connect('qemu:///system', { host });
-      for (const d of await conn.listDomains()) await conn.destroy(d.name).catch(() => {});
-      await conn.close();
-    } catch {
-      // the pgrep sweep below still ends any QEMU
-    } finally {
-      await host.close();
-    }
-    for (const pid of qemuPids(NAME)) process.kill(pid, 'SIGKILL');
-    rmSync(root, { recursive: true, force: true });
+    await stopGuests(root, [NAME]);
   });
 
   it('leaves the domain running, and a reconnecting client resumes its event stream without gaps or repeats', async () => {

@@ -1,7 +1,8 @@
 // Shared by the daemon tests that run a real tiny guest (scripts/build-test-guest.sh).
 import { spawnSync } from 'node:child_process';
-import { copyFileSync, existsSync } from 'node:fs';
+import { copyFileSync, existsSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
+import { connect, Host } from '@virtkit/core';
 
 export const repo = join(import.meta.dirname, '..', '..', '..');
 export const DAEMON = join(repo, 'packages', 'daemon', 'bin', 'virtkitd.js');
@@ -36,4 +37,23 @@ export async function until(what: string, f: () => boolean, ms = 30_000, stepMs 
     if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
     await new Promise((r) => setTimeout(r, stepMs));
   }
+}
+
+/**
+ * Teardown for a test whose daemon ran real guests on the node under root: destroy every
+ * active domain through core, SIGKILL any QEMU of `names` still running, remove root.
+ */
+export async function stopGuests(root: string, names: string[]): Promise<void> {
+  const host = await new Host(hostOptions(root)).init();
+  try {
+    const conn = await connect('qemu:///system', { host });
+    for (const d of await conn.listDomains()) await conn.destroy(d.name).catch(() => {});
+    await conn.close();
+  } catch {
+    // the pgrep sweep below still ends any QEMU
+  } finally {
+    await host.close();
+  }
+  for (const name of names) for (const pid of qemuPids(name)) process.kill(pid, 'SIGKILL');
+  rmSync(root, { recursive: true, force: true });
 }

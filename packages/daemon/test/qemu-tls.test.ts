@@ -8,12 +8,12 @@
 // domain is destroyed.
 import { spawn, type ChildProcess } from 'node:child_process';
 import type { Duplex } from 'node:stream';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { connect, Host, VirtkitError, type DomainEvent } from '@virtkit/core';
+import { VirtkitError, type DomainEvent } from '@virtkit/core';
 import { connectRemote, type RemoteConnection } from '@virtkit/rpc';
-import { DAEMON, hasGuest, hostOptions as hostOptionsAt, qemuPids, repo, tinyVm, until as untilFor } from './guest.js';
+import { DAEMON, hasGuest, qemuPids, repo, stopGuests, tinyVm, until as untilFor } from './guest.js';
 import { initCa, issueClient, issueServer } from '@virtkit/transport-tls';
 
 
@@ -133,18 +133,7 @@ describe.skipIf(!hasGuest && !process.env.CI)('virtkitd serving qemu:///system o
       daemon.child.kill('SIGKILL');
       await daemon.exit;
     }
-    const host = await new Host(hostOptionsAt(root)).init();
-    try {
-      const conn = await connect('qemu:///system', { host });
-      for (const d of await conn.listDomains()) await conn.destroy(d.name).catch(() => {});
-      await conn.close();
-    } catch {
-      // the pgrep sweep below still ends any QEMU
-    } finally {
-      await host.close();
-    }
-    for (const pid of qemuPids(NAME)) process.kill(pid, 'SIGKILL');
-    rmSync(root, { recursive: true, force: true });
+    await stopGuests(root, [NAME]);
   });
 
   it('runs a real guest for an admin, and shows it to but keeps it from a read-only client', async () => {
