@@ -272,6 +272,21 @@ export class TlsChannel extends SocketChannel {
  * Closes a listening server: its channels gracefully (each waits for its own close), then
  * the connections that never became channels (still handshaking), then the server itself.
  */
+/**
+ * A listener's new channel: tracked in `channels` while open, handed to `onChannel`; a throw
+ * or rejection of the handler closes that channel only.
+ */
+export function adoptChannel(ch: SocketChannel, channels: Set<SocketChannel>, onChannel: (ch: Channel) => void | Promise<void>): void {
+  channels.add(ch);
+  ch.once('close', () => channels.delete(ch));
+  try {
+    const r = onChannel(ch);
+    if (r && typeof (r as Promise<void>).catch === 'function') (r as Promise<void>).catch(() => ch.close());
+  } catch {
+    ch.close();
+  }
+}
+
 export async function closeServer(server: { close(cb: () => void): unknown }, channels: Iterable<Channel & { once(ev: 'close', fn: () => void): unknown }>, sockets: Iterable<Socket>): Promise<void> {
   const serverClosed = new Promise<void>((resolve) => server.close(() => resolve()));
   await Promise.all(

@@ -1,6 +1,6 @@
 import type { Socket } from 'node:net';
 import * as tls from 'node:tls';
-import { type Channel, closeServer, DEFAULT_IDLE_TIMEOUT_MS, TlsChannel } from './channel.js';
+import { adoptChannel, type Channel, closeServer, DEFAULT_IDLE_TIMEOUT_MS, SocketChannel, TlsChannel } from './channel.js';
 import { DEFAULT_MAX_FRAME_BYTES } from './framing.js';
 
 /** Default time allowed from TCP accept/connect to a completed TLS handshake. */
@@ -91,7 +91,7 @@ export async function listen(opts: ListenOptions): Promise<Listener> {
   });
 
   const rawSockets = new Set<Socket>();
-  const channels = new Set<TlsChannel>();
+  const channels = new Set<SocketChannel>();
 
   server.on('connection', (raw: Socket) => {
     rawSockets.add(raw);
@@ -107,15 +107,7 @@ export async function listen(opts: ListenOptions): Promise<Listener> {
       socket.destroy(); // unreachable with rejectUnauthorized, kept as a guard
       return;
     }
-    const ch = new TlsChannel(socket, { maxFrameBytes, idleTimeoutMs });
-    channels.add(ch);
-    ch.once('close', () => channels.delete(ch));
-    try {
-      const r = opts.onChannel(ch);
-      if (r && typeof (r as Promise<void>).catch === 'function') (r as Promise<void>).catch(() => ch.close());
-    } catch {
-      ch.close();
-    }
+    adoptChannel(new TlsChannel(socket, { maxFrameBytes, idleTimeoutMs }), channels, opts.onChannel);
   });
 
   await new Promise<void>((resolve, reject) => {

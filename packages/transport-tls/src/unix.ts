@@ -5,7 +5,7 @@
 import { chmod, lstat, mkdir, unlink } from 'node:fs/promises';
 import * as net from 'node:net';
 import { dirname, join } from 'node:path';
-import { type Channel, closeServer, DEFAULT_IDLE_TIMEOUT_MS, type PeerIdentity, SocketChannel } from './channel.js';
+import { adoptChannel, type Channel, closeServer, DEFAULT_IDLE_TIMEOUT_MS, type PeerIdentity, SocketChannel } from './channel.js';
 import { DEFAULT_MAX_FRAME_BYTES } from './framing.js';
 import { TransportError } from './tls.js';
 
@@ -117,15 +117,7 @@ export async function listenUnix(opts: ListenUnixOptions): Promise<UnixListener>
     sockets.add(socket);
     socket.on('close', () => sockets.delete(socket));
     const peer: PeerIdentity = { subject: { CN: opts.identity }, fingerprint256: '', authorized: true, transport: 'unix' };
-    const ch = new SocketChannel(socket, peer, { maxFrameBytes, idleTimeoutMs });
-    channels.add(ch);
-    ch.once('close', () => channels.delete(ch));
-    try {
-      const r = opts.onChannel(ch);
-      if (r && typeof (r as Promise<void>).catch === 'function') (r as Promise<void>).catch(() => ch.close());
-    } catch {
-      ch.close();
-    }
+    adoptChannel(new SocketChannel(socket, peer, { maxFrameBytes, idleTimeoutMs }), channels, opts.onChannel);
   });
 
   await new Promise<void>((resolve, reject) => {
