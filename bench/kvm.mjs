@@ -11,11 +11,11 @@
 // fatal; only a measurement that could not run exits non-zero. Needs `pnpm build` and the
 // test guest (`bash scripts/build-test-guest.sh`) first. Every QEMU it starts is stopped
 // before it exits, also on an error or Ctrl-C.
+import { floorProcess } from './floor-ipc.mjs';
 import { formatTable, median, quantile, fmt } from './table.mjs';
-import { execFile, fork, spawn } from 'node:child_process';
-import { closeSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { execFile } from 'node:child_process';
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { open as openFile, readdir, readFile, rename } from 'node:fs/promises';
-import { createConnection } from 'node:net';
 import { cpus, totalmem } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
@@ -310,22 +310,7 @@ class Lab {
 // (bench/qemu-floor.mjs: a spawn from this process, which holds virtkit's host, costs ~10 ms
 // more than from a small one).
 
-const floorRunner = fork(join(bench, 'qemu-floor.mjs'), [], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
-const floorCalls = new Map();
-let floorIds = 0;
-floorRunner.on('message', (m) => {
-  const p = floorCalls.get(m.id);
-  floorCalls.delete(m.id);
-  if (m.error) p?.reject(new Error(m.error));
-  else p?.resolve(m);
-});
-floorRunner.unref();
-floorRunner.channel?.unref();
-const askFloor = (m) =>
-  new Promise((resolve, reject) => {
-    floorCalls.set(m.id, { resolve, reject });
-    floorRunner.send(m);
-  });
+const askFloor = floorProcess(join(bench, 'qemu-floor.mjs'));
 
 /**
  * The floor of a start (bench/qemu-floor.mjs): make the runtime dir and log file, spawn QEMU
@@ -334,14 +319,13 @@ const askFloor = (m) =>
  * t0 is on this process's clock; isAlive() says whether that QEMU still runs.
  */
 async function bareStart(spec) {
-  const id = ++floorIds;
-  const r = await askFloor({ t: 'start', id, spec: { dir: spec.dir, argv: spec.argv, qmp: spec.qmp } });
-  return { id, ms: r.ms, t0: r.t0Abs - performance.timeOrigin, pid: r.pid, isAlive: () => alive(r.pid), connectedMs: r.connectedMs, greetedMs: r.greetedMs, negotiatedMs: r.negotiatedMs };
+  const r = await askFloor({ t: 'start', spec: { dir: spec.dir, argv: spec.argv, qmp: spec.qmp } });
+  return { key: r.key, ms: r.ms, t0: r.t0Abs - performance.timeOrigin, pid: r.pid, isAlive: () => alive(r.pid), connectedMs: r.connectedMs, greetedMs: r.greetedMs, negotiatedMs: r.negotiatedMs };
 }
 
 /** The floor of a destroy: from kill(SIGTERM) to the child's 'exit' event, in the floor process. */
 async function bareDestroy(b) {
-  return (await askFloor({ t: 'destroy', id: b.id })).ms;
+  return (await askFloor({ t: 'destroy', key: b.key })).ms;
 }
 
 /** ms from t0 until `marker` is in `file` (polled every 10 ms, the same for both sides). */

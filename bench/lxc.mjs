@@ -10,8 +10,9 @@
 // measurement that could not run exits non-zero. Needs `pnpm build` and the test rootfs
 // (`bash scripts/build-test-rootfs.sh`) first; runs as root. Every container it starts is
 // stopped before it exits, also on an error or Ctrl-C.
+import { floorProcess } from './floor-ipc.mjs';
 import { formatTable, median, quantile, fmt } from './table.mjs';
-import { execFileSync, fork } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -43,26 +44,10 @@ const MAX_RATIO = 2;
 const LIBVIRT = { start: 34, destroy: 202 };
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-// The floor's commands run from a small process of its own (bench/run-floor.mjs): spawned from
-// this one, which holds virtkit's host, each would cost ~10 ms more. It times them itself.
-const floorRunner = fork(join(dirname(fileURLToPath(import.meta.url)), 'run-floor.mjs'), [], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
-floorRunner.unref();
-floorRunner.channel?.unref();
-const floorCalls = new Map();
-let floorIds = 0;
-floorRunner.on('message', (m) => {
-  const p = floorCalls.get(m.id);
-  floorCalls.delete(m.id);
-  if (m.error) p?.reject(new Error(m.error));
-  else p?.resolve(m.ms);
-});
+// The floor's commands run from a small process of its own (bench/run-floor.mjs), which times them.
+const askFloor = floorProcess(join(dirname(fileURLToPath(import.meta.url)), 'run-floor.mjs'));
 /** Runs a floor command in the floor process; resolves with its spawn-to-exit time. */
-const floorRun = (file, args) =>
-  new Promise((resolve, reject) => {
-    const id = ++floorIds;
-    floorCalls.set(id, { resolve, reject });
-    floorRunner.send({ id, file, args });
-  });
+const floorRun = async (file, args) => (await askFloor({ file, args })).ms;
 
 // ---------------------------------------------------------------------------------------
 // Every container this run starts, so that none outlives it.

@@ -3,8 +3,8 @@
 // by hand. A process of its own because fork() copies the page tables of the process that
 // calls it: from the benchmark process, which holds virtkit's host and its Wasm worker, every
 // spawn would cost ~10 ms more and flatter the ratio. Started by kvm.mjs with fork(); IPC:
-//   { t: 'start', id, spec } -> { id, ms, t0Abs, pid, connectedMs, greetedMs, negotiatedMs }
-//   { t: 'destroy', id }     -> { id, ms }
+//   { t: 'start', id, spec } -> { id, key, ms, t0Abs, pid, connectedMs, greetedMs, negotiatedMs }
+//   { t: 'destroy', id, key } -> { id, ms }   (key: the start's, naming its QEMU)
 // Failures come back as { id, error }. Every QEMU it started is killed when kvm.mjs goes away.
 import { spawn } from 'node:child_process';
 import { closeSync, mkdirSync, openSync, readFileSync, rmSync } from 'node:fs';
@@ -13,7 +13,7 @@ import { join } from 'node:path';
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 const bareChildren = new Set(); // ChildProcess of each bare QEMU
-const started = new Map(); // id -> bareStart's result
+const started = new Map(); // the start request's id -> bareStart's result
 
 function connectOnce(path) {
   return new Promise((resolve, reject) => {
@@ -146,10 +146,10 @@ process.on('message', async (m) => {
     if (m.t === 'start') {
       const b = await bareStart(m.spec);
       started.set(m.id, b);
-      process.send({ id: m.id, ms: b.ms, t0Abs: performance.timeOrigin + b.t0, pid: b.child.pid, connectedMs: b.connectedMs, greetedMs: b.greetedMs, negotiatedMs: b.negotiatedMs });
+      process.send({ id: m.id, key: m.id, ms: b.ms, t0Abs: performance.timeOrigin + b.t0, pid: b.child.pid, connectedMs: b.connectedMs, greetedMs: b.greetedMs, negotiatedMs: b.negotiatedMs });
     } else if (m.t === 'destroy') {
-      const b = started.get(m.id);
-      started.delete(m.id);
+      const b = started.get(m.key);
+      started.delete(m.key);
       process.send({ id: m.id, ms: await bareDestroy(b) });
     }
   } catch (e) {
