@@ -108,6 +108,17 @@ function removeSmallDirSync(path: string): boolean {
   }
 }
 
+/** Whether a process is gone or a zombie (exited, not yet reaped), from /proc/PID/stat. */
+function hasExited(pid: number): boolean {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const state = stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3);
+    return state === 'Z' || state === 'X';
+  } catch {
+    return true;
+  }
+}
+
 const ioError = (what: string, e: unknown) =>
   e instanceof VirtkitError ? e : new VirtkitError('IO_ERROR', `${what}: ${(e as Error).message}`, { cause: e });
 
@@ -254,17 +265,9 @@ export class EffectPerformer {
     this.children.delete(pid);
     for (const w of rec?.waiters ?? []) w();
     if (!watch) return;
-    const gone = () => {
-      try {
-        const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-        return /^[ZX]$/.test(stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3));
-      } catch {
-        return true;
-      }
-    };
     const notify = () => this.onWatch({ nodeUri, domain: watch, trigger: { tag: 'process-exited', val: [pid, { signal: 'SIGKILL', stdout: new Uint8Array(), stderr: new Uint8Array(), truncated: false }] } });
-    if (gone()) return notify();
-    setTimeout(() => gone() && notify(), 250).unref();
+    if (hasExited(pid)) return notify();
+    setTimeout(() => hasExited(pid) && notify(), 250).unref();
   }
 
   /** A pid is ours if we started it, or if it runs one of the granted executables. */
@@ -311,14 +314,7 @@ export class EffectPerformer {
     // here reaps orphans only every few seconds, so don't wait for the pid to vanish.
     return bounded(`waiting for pid ${req.pid}`, this.cap(req.timeoutMs), ctx, async (sig) => {
       for (;;) {
-        let state: string | undefined;
-        try {
-          const stat = await readFile(`/proc/${req.pid}/stat`, 'utf8');
-          state = stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3);
-        } catch {
-          state = undefined;
-        }
-        if (state === undefined || state === 'Z' || state === 'X') return exited({ code: null, signal: null });
+        if (hasExited(req.pid)) return exited({ code: null, signal: null });
         if (sig.aborted) throw sig.reason;
         await new Promise((r) => setTimeout(r, 20));
       }
