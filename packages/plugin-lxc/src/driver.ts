@@ -467,9 +467,8 @@ export const driver = defineDriver({
       const state = yield* lxcState(rt.paths);
       if (state === 'STOPPED') return yield* gone(ctx, rt, 'shutdown');
       // This manager watches with a watcher of its own (unless it already has one running).
-      if (ctx.args.watch !== false && (watchers.get(rt.paths.name) === undefined || (yield* fx.exitedYet(watchers.get(rt.paths.name)!, 0)) !== undefined)) {
-        yield* watch(ctx, rt);
-      }
+      const mine = watchers.get(rt.paths.name);
+      if (ctx.args.watch !== false && (mine === undefined || (yield* fx.exitedYet(mine, 0)) !== undefined)) yield* watch(ctx, rt);
       return { status: statusOf(state), runtime: rt };
     },
     console,

@@ -147,8 +147,11 @@ export class Connection implements DomainConnection {
     // crash interrupted (e.g. a hypervisor process started for a domain recorded as off).
     const before = await this.store.listDomains();
     // busy: another manager (or connection) is in the middle of an operation on it.
-    // interrupted: its last start's manager died before recording the outcome.
-    const recorded = before.map((d) => ({ name: d.name, uuid: d.config.uuid, active: isActive(d), busy: !!d.pending && processAlive(d.pending.pid), interrupted: !!d.pending && !processAlive(d.pending.pid) }));
+    // busy: a live manager is starting it; interrupted: its start's manager died before recording the outcome.
+    const recorded = before.map((d) => {
+      const starter = d.pending ? processAlive(d.pending.pid) : undefined;
+      return { name: d.name, uuid: d.config.uuid, active: isActive(d), busy: starter === true, interrupted: starter === false };
+    });
     const out = await this.run({ kind: 'open', args: { domains: recorded }, nodeDocument });
     if (out.node) this.node = out.node;
     const known = new Set(before.map((d) => d.name));
