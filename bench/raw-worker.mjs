@@ -15,5 +15,6 @@ const root = await instantiate(async (name) => WebAssembly.compile(await readFil
   'virtkit:driver/host': host,
   'virtkit:driver/host@0.1.0': host,
   'virtkit:driver/host@0.2.0': host,
+  'virtkit:driver/host@0.3.0': host,
 });
 parentPort.postMessage(root.driver.describe());

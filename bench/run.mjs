@@ -116,7 +116,7 @@ async function buildSpin() {
     input: join(bench, 'spin-driver.ts'),
     platform: 'neutral',
     logLevel: 'silent',
-    resolve: { alias: { 'virtkit:driver/host@0.1.0': join(bench, 'host-shim.mjs'), 'virtkit:driver/host@0.2.0': join(bench, 'host-shim.mjs') } },
+    resolve: { alias: { 'virtkit:driver/host@0.1.0': join(bench, 'host-shim.mjs'), 'virtkit:driver/host@0.2.0': join(bench, 'host-shim.mjs'), 'virtkit:driver/host@0.3.0': join(bench, 'host-shim.mjs') } },
   });
   await b.write({ file: plain, format: 'esm' });
   await b.close();
@@ -182,6 +182,7 @@ async function instantiateInProcess(glueDir) {
     'virtkit:driver/host': host,
     'virtkit:driver/host@0.1.0': host,
     'virtkit:driver/host@0.2.0': host,
+    'virtkit:driver/host@0.3.0': host,
   });
 }
 

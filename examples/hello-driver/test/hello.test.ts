@@ -45,7 +45,7 @@ describe('hello:///default', () => {
   });
 
   it('describes itself and opens a node with no domains', async () => {
-    expect(conn.capabilities().plugin).toEqual({ name: 'virtkit-example-hello-driver', version: '0.1.0', world: 'virtkit:driver/hypervisor-driver@0.2.0' });
+    expect(conn.capabilities().plugin).toEqual({ name: 'virtkit-example-hello-driver', version: '0.1.0', world: 'virtkit:driver/hypervisor-driver@0.3.0' });
     expect(conn.driver.operations.sort()).toEqual(['destroy', 'info', 'open', 'start']);
     expect(conn.supports('per-connection-state')).toBe(true);
     expect(await conn.listDomains({ all: true })).toEqual([]);

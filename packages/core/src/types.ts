@@ -5,6 +5,7 @@ export type DomainState = import('./generated/interfaces/virtkit-driver-types.js
 export type StateReason = import('./generated/interfaces/virtkit-driver-types.js').StateReason;
 export type DomainStatus = import('./generated/interfaces/virtkit-driver-types.js').DomainStatus;
 export type DomainInfo = import('./generated/interfaces/virtkit-driver-types.js').DomainInfo;
+export type CpuTimeSource = import('./generated/interfaces/virtkit-driver-types.js').CpuTimeSource;
 export type NodeInfo = import('./generated/interfaces/virtkit-driver-types.js').NodeInfo;
 export type NumaCell = import('./generated/interfaces/virtkit-driver-types.js').NumaCell;
 export type EventKind = import('./generated/interfaces/virtkit-driver-types.js').EventKind;

@@ -33,7 +33,7 @@ describe('test:///default', () => {
     expect(await conn.listDomains()).toEqual([expect.objectContaining({ name: 'test', state: 'running', reason: 'booted' })]);
     const node = await conn.nodeInfo();
     expect(node.cpus).toBe(node.sockets * node.coresPerSocket * node.threadsPerCore);
-    expect(conn.capabilities().hostWorld).toBe('virtkit:driver/hypervisor-driver@0.2.0');
+    expect(conn.capabilities().hostWorld).toBe('virtkit:driver/hypervisor-driver@0.3.0');
   });
 
   it('runs the whole lifecycle with events in order and seq increasing', async () => {

@@ -126,7 +126,7 @@ describe('plugin loading', () => {
   it('refuses a plugin built against a newer minor of the world', async () => {
     const host = await testHost({ pluginPaths: [fixture('future-minor')] });
     expect(await codeOf(host.plugins.forScheme('future-minor'))).toBe(
-      'PLUGIN_REFUSED: plugin virtkit-fixture-future-minor@0.0.1: built against virtkit:driver/hypervisor-driver@0.3.0, incompatible with this host\'s @0.2.0 (needs the same major and a minor no newer than 0.2)',
+      'PLUGIN_REFUSED: plugin virtkit-fixture-future-minor@0.0.1: built against virtkit:driver/hypervisor-driver@0.4.0, incompatible with this host\'s @0.3.0 (needs the same major and a minor no newer than 0.3)',
     );
     await host.close();
   });
@@ -136,9 +136,9 @@ describe('plugin loading', () => {
     const host = await testHost({ pluginPaths: [fixture('world-0.1.0')], onLog: (_p, level, m) => logs.push(`${level}: ${m}`) });
     try {
       const conn = await connect('world-old:///default', { host });
-      // It really is a 0.1.0 component, on a 0.2.0 host.
+      // It really is a 0.1.0 component, on a 0.3.0 host.
       expect(conn.capabilities().plugin.world).toBe('virtkit:driver/hypervisor-driver@0.1.0');
-      expect(conn.capabilities().hostWorld).toBe('virtkit:driver/hypervisor-driver@0.2.0');
+      expect(conn.capabilities().hostWorld).toBe('virtkit:driver/hypervisor-driver@0.3.0');
       const loaded = await host.plugins.forScheme('world-old');
       expect(readFileSync(loaded.pkg.componentPath).includes(Buffer.from('virtkit:driver/host@0.1.0'))).toBe(true);
       expect(await conn.listDomains({ all: true })).toMatchObject([{ name: 'old', state: 'shut-off' }]);

@@ -3,7 +3,7 @@
 // typed effects (built with the helpers below) and returns an outcome; the host performs
 // the effects under the plugin's grant and feeds results back through `operation.next`.
 // Nothing here does I/O: the component has no way to.
-import { log as hostLog } from 'virtkit:driver/host@0.2.0';
+import { log as hostLog } from 'virtkit:driver/host@0.3.0';
 import type {
   DomainInfo,
   DomainRecord,
@@ -16,7 +16,7 @@ import type {
   EventTrigger,
   Outcome,
   Step,
-} from 'virtkit:driver/driver@0.2.0';
+} from 'virtkit:driver/driver@0.3.0';
 import type {
   ClockReading,
   DirEntry,
@@ -29,12 +29,12 @@ import type {
   FileStat,
   Signal,
   ProcessInfo,
-} from 'virtkit:driver/effects@0.2.0';
-import type { ErrorCode, LifecycleEvent } from 'virtkit:driver/types@0.2.0';
+} from 'virtkit:driver/effects@0.3.0';
+import type { CpuTimeSource, ErrorCode, LifecycleEvent } from 'virtkit:driver/types@0.3.0';
 
 export type {
   DomainInfo, DomainRecord, DomainStatus, DriverDescription, NodeContext, NodeInfo, OperationKind,
-  Outcome, EventTrigger, Effect, EffectResult, ExitStatus, FileStat, DirEntry, ClockReading, LifecycleEvent, ErrorCode,
+  Outcome, EventTrigger, Effect, EffectResult, ExitStatus, FileStat, DirEntry, ClockReading, LifecycleEvent, ErrorCode, CpuTimeSource,
 };
 
 /** An error the host reported for an effect, or one the driver raises to fail its operation. */
@@ -68,6 +68,14 @@ export interface OperationResult<Runtime = Record<string, unknown>> {
   node?: NodeInfo;
   domains?: DomainRecord[];
   payload?: unknown;
+  /**
+   * Since world 0.3.0, for `info`: this info and payload depend only on the request's config,
+   * status and runtime record, and on the CPU time read from this source; the host may answer
+   * later `info` calls with the same request itself (no driver step), reading the CPU time.
+   * `{ tag: 'fixed' }` for a domain that does not run, `{ tag: 'process', val: pid }` for a
+   * hypervisor process, `{ tag: 'monotonic', val: clock.monotonicNs }` for a simulated one.
+   */
+  infoReuse?: CpuTimeSource;
 }
 
 export type EffectGen<T> = Generator<Effect, T, EffectResult>;
@@ -362,6 +370,7 @@ function toOutcome(r: OperationResult | void): Outcome {
     node: o.node,
     domains: o.domains ?? [],
     payload: o.payload === undefined ? undefined : JSON.stringify(o.payload),
+    infoReuse: o.infoReuse,
   });
 }
 

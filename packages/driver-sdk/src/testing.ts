@@ -1,7 +1,7 @@
 // Run a driver's operation in-process, without Wasm or a host: every effect goes to a
 // handler the test supplies. For unit tests of driver logic (argv building, state
 // decisions, parsing); the real host and hypervisor are for integration tests.
-import type { DriverDescription, EffectOutcome, OperationRequest, Outcome, Step } from 'virtkit:driver/driver@0.2.0';
+import type { DriverDescription, EffectOutcome, OperationRequest, Outcome, Step } from 'virtkit:driver/driver@0.3.0';
 
 export interface DriverModule {
   describe(): DriverDescription;

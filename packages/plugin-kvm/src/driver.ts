@@ -3,7 +3,7 @@
 // the host performs them under the plugin's grant. QEMU runs sandboxed (-sandbox on,
 // optionally -runas) and detached, so it outlives the manager; a new manager re-attaches
 // from the runtime record.
-import { defineDriver, fx, log, decodeUtf8, DriverError, type EffectGen, type OperationContext, type OperationResult, type LifecycleEvent, type DomainStatus, type NodeInfo } from '@virtkit/driver-sdk/guest';
+import { defineDriver, fx, log, decodeUtf8, DriverError, type EffectGen, type OperationContext, type OperationResult, type LifecycleEvent, type DomainStatus, type NodeInfo, type CpuTimeSource } from '@virtkit/driver-sdk/guest';
 import { buildArgv, chooseAccel, domainPaths, tapName, type DomainConfig, type DomainPaths, type QemuSection } from './argv.js';
 
 interface Runtime {
@@ -438,9 +438,14 @@ export const driver = defineDriver({
       const status = ctx.status ?? { state: 'shut-off', reason: 'unknown' };
       const rt = ctx.runtime;
       let cpuTimeNs = 0n;
+      // Without a QEMU the info is fixed; with one, only its CPU time moves (the host reads it
+      // from /proc itself on later calls, as libvirt does). A QEMU gone before its exit was
+      // handled: no reuse, so the next call asks again.
+      let infoReuse: CpuTimeSource | undefined = rt ? undefined : { tag: 'fixed' };
       if (rt) {
         try {
           cpuTimeNs = BigInt(Number((yield* fx.processInfo(rt.pid)).cpuTimeNs));
+          infoReuse = { tag: 'process', val: rt.pid };
         } catch (e) {
           if (!(e instanceof DriverError && e.code === 'not-found')) throw e;
         }
@@ -449,6 +454,7 @@ export const driver = defineDriver({
       return {
         info: { state: status.state, reason: status.reason, maxMemoryKib: kib, memoryKib: rt ? kib : 0n, vcpus: c.vcpus, cpuTimeNs },
         payload: rt ? { accelerator: rt.accel, acceleratorReason: rt.accelWhy, pid: rt.pid } : undefined,
+        infoReuse,
       };
     },
     *'node-info'(ctx) {

@@ -194,6 +194,8 @@ export const driver = defineDriver({
           vcpus: c.vcpus,
           cpuTimeNs: BigInt(Math.max(0, Math.round(cpuTime(ctx.runtime, nowNs(t))))),
         },
+        // Nothing else moves until the record changes: the host answers later calls itself.
+        infoReuse: ctx.runtime?.since !== undefined ? { tag: 'monotonic', val: t.monotonicNs } : { tag: 'fixed' },
       };
     },
 

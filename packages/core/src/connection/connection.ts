@@ -7,6 +7,7 @@ import { isAbsolute, join, resolve } from 'node:path';
 import { createConnection, type Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { GrantChecker } from '../plugins/grants.js';
+import { InfoReuse } from './info-reuse.js';
 import { VirtkitError } from '../errors.js';
 import { ConfigValidator, type DomainConfig } from '../config/validate.js';
 import { EventHub, type EventListener } from '../events/hub.js';
@@ -79,6 +80,8 @@ export class Connection implements DomainConnection {
   private watchDomains = true;
   /** Domains with a handle-event for channel input already queued: one drains them all. */
   private inputQueued = new Set<string>();
+  /** The driver's last info per domain, where it said the host may answer from it. */
+  private infoReuse!: InfoReuse;
 
   private constructor(
     readonly uri: ParsedUri,
@@ -106,6 +109,9 @@ export class Connection implements DomainConnection {
       // domain at once: they share the node's job queue.
       conn.jobs = storeDir ? host.plugins.jobQueue(resolve(storeDir)) : new JobQueue();
       conn.watchDomains = opts.watch !== false;
+      conn.infoReuse = new InfoReuse(plugin.grants.executables, (domain, why) =>
+        host.options.onLog?.(plugin.pkg.name, 'warn', `info of ${domain} is asked of the driver every time: ${why}`),
+      );
       const unwatch = host.plugins.watch(plugin.pkg.name, parsed.uri, (n) => conn.onWatch(n.domain, n.trigger));
       // A replaced worker lost the channels it watched: re-attach the active domains.
       const unlost = host.plugins.onWorkerLost(plugin.pkg.name, () => {
@@ -303,6 +309,7 @@ export class Connection implements DomainConnection {
       if (isActive(d)) throw new VirtkitError('OPERATION_INVALID', `domain ${name} is active: destroy or shut it down before undefining it`);
       if (this.supports('undefine')) await this.run({ kind: 'undefine', domain: d });
       await this.store.removeDomain(name);
+      this.infoReuse.forget(name);
       await this.hub.emit([{ domain: name, kind: 'undefined', reason: 'unknown' }]);
     });
   }
@@ -382,11 +389,18 @@ export class Connection implements DomainConnection {
       const kib = BigInt(c.memoryMiB) * 1024n;
       return { state: d.status.state, reason: d.status.reason, maxMemoryKib: BigInt(c.maxMemoryMiB ?? c.memoryMiB) * 1024n, memoryKib: isActive(d) ? kib : 0n, vcpus: c.vcpus, cpuTimeNs: 0n };
     }
-    const out = await this.run({ kind: 'info', domain: d });
-    if (!out.info) throw new VirtkitError('DRIVER_FAILED', `the ${this.driver.name} driver answered info without info`);
+    // The request as run() makes it: what a reusable answer must have been given.
+    const key = { config: JSON.stringify(c), status: d.status, runtime: d.runtime };
+    let answer = this.infoReuse.answer(name, key);
+    if (!answer) {
+      const out = await this.run({ kind: 'info', domain: d });
+      if (!out.info) throw new VirtkitError('DRIVER_FAILED', `the ${this.driver.name} driver answered info without info`);
+      this.infoReuse.remember(name, key, out);
+      answer = { info: out.info, payload: out.payload };
+    }
     // Driver-specific facts (e.g. the accelerator QEMU runs with) ride along as `details`.
-    const details = out.payload ? (JSON.parse(out.payload) as Record<string, unknown>) : undefined;
-    return details && typeof details === 'object' ? { ...out.info, details } : out.info;
+    const details = answer.payload ? (JSON.parse(answer.payload) as Record<string, unknown>) : undefined;
+    return details && typeof details === 'object' ? { ...answer.info, details } : answer.info;
   }
 
   /**

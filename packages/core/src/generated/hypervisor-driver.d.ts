@@ -1,15 +1,15 @@
-// world virtkit:driver/hypervisor-driver@0.2.0
-import type * as VirtkitDriverEffects from './interfaces/virtkit-driver-effects.js'; // virtkit:driver/effects@0.2.0
-import type * as VirtkitDriverHost from './interfaces/virtkit-driver-host.js'; // virtkit:driver/host@0.2.0
-import type * as VirtkitDriverTypes from './interfaces/virtkit-driver-types.js'; // virtkit:driver/types@0.2.0
-import type * as VirtkitDriverDriver from './interfaces/virtkit-driver-driver.js'; // virtkit:driver/driver@0.2.0
+// world virtkit:driver/hypervisor-driver@0.3.0
+import type * as VirtkitDriverEffects from './interfaces/virtkit-driver-effects.js'; // virtkit:driver/effects@0.3.0
+import type * as VirtkitDriverHost from './interfaces/virtkit-driver-host.js'; // virtkit:driver/host@0.3.0
+import type * as VirtkitDriverTypes from './interfaces/virtkit-driver-types.js'; // virtkit:driver/types@0.3.0
+import type * as VirtkitDriverDriver from './interfaces/virtkit-driver-driver.js'; // virtkit:driver/driver@0.3.0
 export interface ImportObject {
-  'virtkit:driver/effects@0.2.0': typeof VirtkitDriverEffects,
-  'virtkit:driver/host@0.2.0': typeof VirtkitDriverHost,
-  'virtkit:driver/types@0.2.0': typeof VirtkitDriverTypes,
+  'virtkit:driver/effects@0.3.0': typeof VirtkitDriverEffects,
+  'virtkit:driver/host@0.3.0': typeof VirtkitDriverHost,
+  'virtkit:driver/types@0.3.0': typeof VirtkitDriverTypes,
 }
 export interface HypervisorDriver {
-  'virtkit:driver/driver@0.2.0': typeof VirtkitDriverDriver,
+  'virtkit:driver/driver@0.3.0': typeof VirtkitDriverDriver,
   driver: typeof VirtkitDriverDriver,
 }
 

@@ -8,14 +8,16 @@ import { GRANT_KINDS, type GrantSpec } from './grants.js';
 
 /**
  * The world this host implements. Plugins built against it (same major, minor <= ours) load.
- * 0.2.0 added the `exec` operation kind; 0.1.0 components load unchanged (they cannot list it).
+ * 0.2.0 added the `exec` operation kind; 0.3.0 the `info-reuse` field of an outcome (the host
+ * answers `info` itself from the driver's last answer). Older components load unchanged: they
+ * cannot list exec, and their outcomes, lifted with their own types, have no info-reuse.
  */
-export const HOST_WORLD = { package: 'virtkit:driver', world: 'hypervisor-driver', version: '0.2.0' } as const;
+export const HOST_WORLD = { package: 'virtkit:driver', world: 'hypervisor-driver', version: '0.3.0' } as const;
 export const HOST_WORLD_ID = `${HOST_WORLD.package}/${HOST_WORLD.world}@${HOST_WORLD.version}`;
 
 export interface PluginManifest {
   kind: 'hypervisor-driver';
-  /** e.g. "virtkit:driver/hypervisor-driver@0.2.0": the WIT world and exact version built against. */
+  /** e.g. "virtkit:driver/hypervisor-driver@0.3.0": the WIT world and exact version built against. */
   world: string;
   /** The component file, relative to the package. */
   component: string;
@@ -39,7 +41,7 @@ export function parseManifest(plugin: string, raw: unknown): PluginManifest {
   if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) throw refuse(plugin, 'package.json "virtkit" must be an object');
   const m = raw as Record<string, unknown>;
   if (m.kind !== 'hypervisor-driver') throw refuse(plugin, `virtkit.kind ${JSON.stringify(m.kind)} is not a kind this host loads (hypervisor-driver)`);
-  if (typeof m.world !== 'string') throw refuse(plugin, 'virtkit.world is missing (e.g. "virtkit:driver/hypervisor-driver@0.2.0")');
+  if (typeof m.world !== 'string') throw refuse(plugin, 'virtkit.world is missing (e.g. "virtkit:driver/hypervisor-driver@0.3.0")');
   if (typeof m.component !== 'string' || isAbsolute(m.component) || m.component.split(/[\\/]/).includes('..')) {
     throw refuse(plugin, 'virtkit.component must be a path inside the package');
   }

@@ -10,6 +10,7 @@ import { VirtkitError } from '../errors.js';
 import type { GrantChecker } from '../plugins/grants.js';
 import type { Effect, EffectResult, EventTrigger } from '../types.js';
 import { SpawnerLauncher, type Exit, type Launcher } from './launcher.js';
+import { hasExited, parseStat } from './proc.js';
 
 type E<T extends Effect['tag']> = Extract<Effect, { tag: T }> extends { val: infer V } ? V : never;
 
@@ -56,7 +57,6 @@ const CLEANUP_MS = 5000;
  */
 const UNSAFE_ENV = /^(LD_.*|GCONV_PATH|GETCONF_DIR|GLIBC_TUNABLES|HOSTALIASES|LOCALDOMAIN|LOCPATH|MALLOC_TRACE|NIS_PATH|NLSPATH|RESOLV_HOST_CONF|RES_OPTIONS|TMPDIR|TZDIR|NODE_OPTIONS|BASH_ENV|ENV)$/;
 // USER_HZ and the page size: fixed on Linux x86_64 and aarch64 as Node cannot sysconf().
-const CLOCK_TICKS = 100n;
 const PAGE_SIZE = 4096n;
 
 /** Rejects with TIMEOUT after ms, or CANCELLED when the operation is cancelled. */
@@ -105,17 +105,6 @@ function removeSmallDirSync(path: string): boolean {
     return true;
   } catch (e) {
     return gone(e); // anything else (a new entry, a permission) is rm's to handle or report
-  }
-}
-
-/** Whether a process is gone or a zombie (exited, not yet reaped), from /proc/PID/stat. */
-function hasExited(pid: number): boolean {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    const state = stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3);
-    return state === 'Z' || state === 'X';
-  } catch {
-    return true;
   }
 }
 
@@ -329,16 +318,14 @@ export class EffectPerformer {
     } catch {
       throw new VirtkitError('NOT_FOUND', `no process ${pid}`);
     }
-    // Fields after the parenthesised command name, which may itself hold spaces or ')'.
-    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    const ticks = BigInt(f[11]!) + BigInt(f[12]!); // utime + stime
+    const { state, cpuTimeNs, startTimeTicks } = parseStat(stat);
     return {
       tag: 'process',
       val: {
-        state: f[0]!,
-        cpuTimeNs: (ticks * 1_000_000_000n) / CLOCK_TICKS,
+        state,
+        cpuTimeNs,
         rssBytes: BigInt(statm.split(' ')[1]!) * PAGE_SIZE,
-        startTimeTicks: BigInt(f[19]!),
+        startTimeTicks,
         argv: cmdline.split('\0').filter((a, i, all) => a !== '' || i < all.length - 1),
       },
     };

@@ -9,6 +9,7 @@ import { enableWasmExtendedConst } from './wasm-features.js';
 import { VirtkitError, toWitCode } from '../errors.js';
 import { GrantChecker, type Grants } from '../plugins/grants.js';
 import { EffectPerformer, type EffectLimits } from './effects.js';
+import { HOST_WORLD } from '../plugins/manifest.js';
 import type { DriverDescription, EffectOutcome, OperationRequest, Step } from '../types.js';
 import type { FromWorker, ToWorker } from './protocol.js';
 
@@ -42,6 +43,7 @@ interface Root {
   driver: { describe(): DriverDescription; Operation: new (req: OperationRequest) => DriverOperation };
 }
 
+const [HOST_MAJOR, HOST_MINOR] = HOST_WORLD.version.split('.').map(Number) as [number, number];
 const init = workerData as WorkerInit;
 const port = parentPort!;
 // At once, never batched: see coalescingPoster.
@@ -64,7 +66,8 @@ const hostImports = {
 };
 // jco 1.35 keys imports without the version in its JS but with it in its types: give both,
 // for every world minor this host loads (a 0.1.0 component imports host@0.1.0).
-const imports = { 'virtkit:driver/host': hostImports, 'virtkit:driver/host@0.1.0': hostImports, 'virtkit:driver/host@0.2.0': hostImports };
+const imports: Record<string, typeof hostImports> = { 'virtkit:driver/host': hostImports };
+for (let minor = 0; minor <= HOST_MINOR; minor++) imports[`virtkit:driver/host@${HOST_MAJOR}.${minor}.0`] = hostImports;
 
 // A restarted worker gets the modules an earlier one compiled (a 'modules' message, which
 // may come before our listener below exists: ports queue until then); the first compiles

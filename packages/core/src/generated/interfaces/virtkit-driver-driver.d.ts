@@ -1,7 +1,8 @@
-/** @module Interface virtkit:driver/driver@0.2.0 **/
+/** @module Interface virtkit:driver/driver@0.3.0 **/
 export function describe(): DriverDescription;
 export type DomainStatus = import('./virtkit-driver-types.js').DomainStatus;
 export type DomainInfo = import('./virtkit-driver-types.js').DomainInfo;
+export type CpuTimeSource = import('./virtkit-driver-types.js').CpuTimeSource;
 export type NodeInfo = import('./virtkit-driver-types.js').NodeInfo;
 export type Error = import('./virtkit-driver-types.js').Error;
 export type LifecycleEvent = import('./virtkit-driver-types.js').LifecycleEvent;
@@ -159,6 +160,16 @@ export interface Outcome {
    * Anything else as JSON.
    */
   payload?: string,
+  /**
+   * Since 0.3.0, for `info`: the info (and payload) is a function of the request's config,
+   * status and runtime record and of the CPU time read from this source. The host may then
+   * answer a later `info` whose request carries the same config, status and runtime record
+   * from this outcome without running the driver, reading the CPU time itself (as libvirt
+   * answers virDomainGetInfo from its memory and /proc). Absent: every `info` runs the
+   * driver. Hosts lift each component's outcome with that component's own types, so a
+   * component built against an earlier minor (without this field) loads unchanged.
+   */
+  infoReuse?: CpuTimeSource,
 }
 export type Step = StepEffect | StepDone | StepFailed;
 export interface StepEffect {

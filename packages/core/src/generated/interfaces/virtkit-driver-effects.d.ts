@@ -1,4 +1,4 @@
-/** @module Interface virtkit:driver/effects@0.2.0 **/
+/** @module Interface virtkit:driver/effects@0.3.0 **/
 export type Error = import('./virtkit-driver-types.js').Error;
 export interface EnvVar {
   name: string,

@@ -1,4 +1,4 @@
-/** @module Interface virtkit:driver/host@0.2.0 **/
+/** @module Interface virtkit:driver/host@0.3.0 **/
 export function log(level: LogLevel, message: string): void;
 /**
  * # Variants

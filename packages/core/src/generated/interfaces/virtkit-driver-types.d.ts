@@ -1,4 +1,4 @@
-/** @module Interface virtkit:driver/types@0.2.0 **/
+/** @module Interface virtkit:driver/types@0.3.0 **/
 /**
  * What a domain is doing, as libvirt's virDomainState.
  * # Variants
@@ -70,6 +70,35 @@ export interface DomainInfo {
   memoryKib: bigint,
   vcpus: number,
   cpuTimeNs: bigint,
+}
+/**
+ * Since 0.3.0. Where the host reads a domain's CPU time when it answers `info` itself (see
+ * `info-reuse` in the driver interface), as libvirt's QEMU driver reads /proc for it.
+ */
+export type CpuTimeSource = CpuTimeSourceFixed | CpuTimeSourceProcess | CpuTimeSourceMonotonic;
+/**
+ * The value in the info does not move (a domain that does not run).
+ */
+export interface CpuTimeSourceFixed {
+  tag: 'fixed',
+}
+/**
+ * The CPU time (user + system, all threads) of this process, read from /proc/PID/stat
+ * as the `process-info` effect reads it. The host checks the pid as that effect does (a
+ * process running one of the plugin's granted executables) and stops reusing the info
+ * once the pid names another process or none.
+ */
+export interface CpuTimeSourceProcess {
+  tag: 'process',
+  val: number,
+}
+/**
+ * Grows by one nanosecond per nanosecond of the host's monotonic clock, from the info's
+ * value at this reading of it (`clock-reading.monotonic-ns`): a simulated hypervisor.
+ */
+export interface CpuTimeSourceMonotonic {
+  tag: 'monotonic',
+  val: bigint,
 }
 export interface NumaCell {
   id: number,

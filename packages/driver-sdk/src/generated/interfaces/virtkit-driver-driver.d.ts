@@ -1,15 +1,16 @@
 /// <reference path="./virtkit-driver-effects.d.ts" />
 /// <reference path="./virtkit-driver-types.d.ts" />
-declare module 'virtkit:driver/driver@0.2.0' {
+declare module 'virtkit:driver/driver@0.3.0' {
   export function describe(): DriverDescription;
-  export type DomainStatus = import('virtkit:driver/types@0.2.0').DomainStatus;
-  export type DomainInfo = import('virtkit:driver/types@0.2.0').DomainInfo;
-  export type NodeInfo = import('virtkit:driver/types@0.2.0').NodeInfo;
-  export type Error = import('virtkit:driver/types@0.2.0').Error;
-  export type LifecycleEvent = import('virtkit:driver/types@0.2.0').LifecycleEvent;
-  export type Effect = import('virtkit:driver/effects@0.2.0').Effect;
-  export type EffectOutcome = import('virtkit:driver/effects@0.2.0').EffectOutcome;
-  export type ExitStatus = import('virtkit:driver/effects@0.2.0').ExitStatus;
+  export type DomainStatus = import('virtkit:driver/types@0.3.0').DomainStatus;
+  export type DomainInfo = import('virtkit:driver/types@0.3.0').DomainInfo;
+  export type CpuTimeSource = import('virtkit:driver/types@0.3.0').CpuTimeSource;
+  export type NodeInfo = import('virtkit:driver/types@0.3.0').NodeInfo;
+  export type Error = import('virtkit:driver/types@0.3.0').Error;
+  export type LifecycleEvent = import('virtkit:driver/types@0.3.0').LifecycleEvent;
+  export type Effect = import('virtkit:driver/effects@0.3.0').Effect;
+  export type EffectOutcome = import('virtkit:driver/effects@0.3.0').EffectOutcome;
+  export type ExitStatus = import('virtkit:driver/effects@0.3.0').ExitStatus;
   /**
    * Every operation the host can ask for. A driver lists those it implements in
    * `describe`; the host answers NO_SUPPORT for the others without calling the driver.
@@ -161,6 +162,16 @@ declare module 'virtkit:driver/driver@0.2.0' {
      * Anything else as JSON.
      */
     payload?: string,
+    /**
+     * Since 0.3.0, for `info`: the info (and payload) is a function of the request's config,
+     * status and runtime record and of the CPU time read from this source. The host may then
+     * answer a later `info` whose request carries the same config, status and runtime record
+     * from this outcome without running the driver, reading the CPU time itself (as libvirt
+     * answers virDomainGetInfo from its memory and /proc). Absent: every `info` runs the
+     * driver. Hosts lift each component's outcome with that component's own types, so a
+     * component built against an earlier minor (without this field) loads unchanged.
+     */
+    infoReuse?: CpuTimeSource,
   }
   export type Step = StepEffect | StepDone | StepFailed;
   export interface StepEffect {

@@ -1,6 +1,6 @@
 /// <reference path="./virtkit-driver-types.d.ts" />
-declare module 'virtkit:driver/effects@0.2.0' {
-  export type Error = import('virtkit:driver/types@0.2.0').Error;
+declare module 'virtkit:driver/effects@0.3.0' {
+  export type Error = import('virtkit:driver/types@0.3.0').Error;
   export interface EnvVar {
     name: string,
     value: string,

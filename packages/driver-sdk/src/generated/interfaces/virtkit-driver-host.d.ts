@@ -1,4 +1,4 @@
-declare module 'virtkit:driver/host@0.2.0' {
+declare module 'virtkit:driver/host@0.3.0' {
   export function log(level: LogLevel, message: string): void;
   /**
    * # Variants
