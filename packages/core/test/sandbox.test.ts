@@ -146,6 +146,11 @@ describe('plugin loading', () => {
       expect(await conn.start('old')).toEqual({ state: 'running', reason: 'booted' });
       expect(logs).toContain('info: starting old');
       expect(await conn.destroy('old')).toEqual({ state: 'shut-off', reason: 'destroyed' });
+      // Its outcomes have no info-reuse (0.3.0): every info runs the driver.
+      const cpu = [];
+      for (let i = 0; i < 3; i++) cpu.push((await conn.info('old')).cpuTimeNs);
+      expect(cpu[1]! - cpu[0]!).toBe(1n);
+      expect(cpu[2]! - cpu[1]!).toBe(1n);
       // What 0.2.0 added is simply not supported by it.
       expect(conn.supports('exec')).toBe(false);
       await conn.start('old');
