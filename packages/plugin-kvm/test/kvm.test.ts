@@ -2,7 +2,7 @@
 // TCG where KVM is not really usable. Through virtiokit's API: the lifecycle, a qcow2 disk
 // the guest sees, suspend/resume, graceful shutdown, destroy, crash detection, re-attach
 // by a new manager.
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { copyFileSync, existsSync, mkdtempSync, readFileSync } from 'node:fs';
 import { execFileSync, spawnSync } from 'node:child_process';
 import { join } from 'node:path';
@@ -101,6 +101,19 @@ describe.skipIf(!hasGuest && !process.env.CI)('qemu:///system with a real guest'
     expect(info).toMatchObject({ state: 'running', vcpus: 1, memoryKib: 128n * 1024n });
     expect(info.cpuTimeNs).toBeGreaterThan(0n);
     expect(info.details).toMatchObject({ accelerator: Object.fromEntries((await conn.nodeInfo()).facts).accelerator });
+    // Later calls are the host's (world 0.3.0 info-reuse): the driver's answer, with QEMU's CPU
+    // time read from /proc as libvirt reads it; the driver is not run.
+    const driverRun = vi.spyOn((await host.plugins.forScheme('qemu')).host, 'run');
+    await new Promise((r) => setTimeout(r, 100));
+    const again = await conn.info('life');
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    const procNs = (BigInt(f[11]!) + BigInt(f[12]!)) * 10_000_000n; // utime + stime, 100 ticks a second
+    expect(driverRun).not.toHaveBeenCalled();
+    expect({ ...again, cpuTimeNs: 0n }).toEqual({ ...info, cpuTimeNs: 0n });
+    expect(again.cpuTimeNs).toBeGreaterThanOrEqual(info.cpuTimeNs);
+    expect(again.cpuTimeNs).toBeLessThanOrEqual(procNs);
+    driverRun.mockRestore();
 
     await conn.suspend('life');
     const paused = await conn.info('life');
@@ -111,6 +124,7 @@ describe.skipIf(!hasGuest && !process.env.CI)('qemu:///system with a real guest'
     expect(await conn.shutdown('life', { timeoutMs: 20_000 })).toEqual({ state: 'shut-off', reason: 'shutdown' });
     expect(serial('life')).toContain('VIRTKIT-GUEST-POWEROFF');
     await until('QEMU to exit', () => !running(pid), 5000);
+    expect(await conn.info('life')).toMatchObject({ state: 'shut-off', memoryKib: 0n, cpuTimeNs: 0n });
     expect(events.filter((e) => e.domain === 'life').map((e) => `${e.kind}/${e.reason}`)).toEqual([
       'defined/unknown', 'started/booted', 'suspended/user', 'resumed/unpaused', 'stopped/shutdown',
     ]);
