@@ -248,7 +248,7 @@ try {
     row({ id: `${key}-p99`, metric: `info over TLS, ${label}: p99`, unit: 'µs', virtkit: v.p99, floor: f.p99 });
     notes.push(`${label}: virtkit ${v.calls} calls, floor ${f.calls} calls in ${WINDOW_MS} ms each`);
     const us = (x) => (x === undefined ? '?' : `${Math.round(x)} µs`);
-    notes.push(`${label}: CPU per call (user+system): virtkit client ${us(v.cpu.client)}, virtkitd ${us(v.cpu.server)} (main thread + driver worker); floor client ${us(f.cpu.client)}, echo server ${us(f.cpu.server)}`);
+    notes.push(`${label}: CPU per call (user+system): virtkit client ${us(v.cpu.client)}, virtkitd ${us(v.cpu.server)} (all its threads); floor client ${us(f.cpu.client)}, echo server ${us(f.cpu.server)}`);
   }
   notes.push('for scale: libvirt 9.0 serves ~8.4k info calls/s to one python client over TLS on this machine');
 
