@@ -4,7 +4,8 @@ export default defineConfig({
   resolve: {
     // Driver code imports the host interface the component model provides; in-process
     // unit tests (driver-sdk/testing) get a fake instead.
-    alias: { 'virtkit:driver/host@0.2.0': new URL('./packages/driver-sdk/test/host-shim.ts', import.meta.url).pathname },
+    // Any world version: the SDK imports the one it is built against.
+    alias: [{ find: /^virtkit:driver\/host@\d+\.\d+\.\d+$/, replacement: new URL('./packages/driver-sdk/test/host-shim.ts', import.meta.url).pathname }],
   },
   test: {
     include: ['packages/*/test/**/*.test.ts', 'examples/*/test/**/*.test.ts'],
