@@ -161,6 +161,22 @@ describe('plugin loading', () => {
     }
   });
 
+  it('loads a component built against 0.2.0, whose outcomes lack info-reuse, and asks it for every info', async () => {
+    const host = await testHost({ pluginPaths: [fixture('world-0.2.0')] });
+    try {
+      const conn = await connect('world-020:///default', { host });
+      expect(conn.capabilities().plugin.world).toBe('virtkit:driver/hypervisor-driver@0.2.0');
+      const loaded = await host.plugins.forScheme('world-020');
+      expect(readFileSync(loaded.pkg.componentPath).includes(Buffer.from('virtkit:driver/host@0.2.0'))).toBe(true);
+      const cpu = [];
+      for (let i = 0; i < 3; i++) cpu.push((await conn.info('mid')).cpuTimeNs);
+      expect(cpu).toEqual([cpu[0], cpu[0]! + 1n, cpu[0]! + 2n]);
+      await conn.close();
+    } finally {
+      await host.close();
+    }
+  });
+
   it('refuses a plugin built against another major of the world', async () => {
     const host = await testHost({ pluginPaths: [fixture('other-major')] });
     expect(await codeOf(host.plugins.forScheme('other-major'))).toMatch(/^PLUGIN_REFUSED: plugin virtkit-fixture-other-major@0.0.1: built against .*@1\.0\.0, incompatible/);

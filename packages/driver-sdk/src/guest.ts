@@ -72,7 +72,7 @@ export interface OperationResult<Runtime = Record<string, unknown>> {
    * Since world 0.3.0, for `info`: this info and payload depend only on the request's config,
    * status and runtime record, and on the CPU time read from this source; the host may answer
    * later `info` calls with the same request itself (no driver step), reading the CPU time.
-   * `{ tag: 'fixed' }` for a domain that does not run, `{ tag: 'process', val: pid }` for a
+   * `{ tag: 'fixed' }` for a domain that does not run, `{ tag: 'process', val: [pid, startTimeTicks] }` for a
    * hypervisor process, `{ tag: 'monotonic', val: clock.monotonicNs }` for a simulated one.
    */
   infoReuse?: CpuTimeSource;

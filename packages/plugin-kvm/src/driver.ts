@@ -444,8 +444,12 @@ export const driver = defineDriver({
       let infoReuse: CpuTimeSource | undefined = rt ? undefined : { tag: 'fixed' };
       if (rt) {
         try {
-          cpuTimeNs = BigInt(Number((yield* fx.processInfo(rt.pid)).cpuTimeNs));
-          infoReuse = { tag: 'process', val: rt.pid };
+          const p = yield* fx.processInfo(rt.pid);
+          // The pid is another process's now (QEMU gone, its exit not handled yet): not ours to count.
+          if (!rt.startTicks || Number(p.startTimeTicks) === rt.startTicks) {
+            cpuTimeNs = BigInt(Number(p.cpuTimeNs));
+            infoReuse = { tag: 'process', val: [rt.pid, p.startTimeTicks] };
+          }
         } catch (e) {
           if (!(e instanceof DriverError && e.code === 'not-found')) throw e;
         }

@@ -383,6 +383,7 @@ export class Connection implements DomainConnection {
   }
 
   async info(name: string): Promise<DomainInfo & { details?: Record<string, unknown> }> {
+    this.assertOpen();
     const d = await this.domain(name);
     const c = (d.liveConfig ?? d.config) as unknown as DomainConfig;
     if (!this.supports('info')) {
@@ -497,6 +498,7 @@ export class Connection implements DomainConnection {
     if (this.closed) return;
     this.closed = true;
     this.unwatch?.();
+    this.infoReuse.clear();
     await this.store.close();
     if (this.ownsHost) await this.host.close();
   }

@@ -21,20 +21,27 @@ interface Entry extends InfoRequestKey {
   info: DomainInfo;
   payload: string | undefined;
   source: CpuTimeSource;
-  /** For a process source: the process the driver measured (its start time), so a reused pid is not read. */
-  startTimeTicks?: bigint;
 }
 
 const sameKey = (a: InfoRequestKey, b: InfoRequestKey) =>
   a.runtime === b.runtime && a.status.state === b.status.state && a.status.reason === b.status.reason && a.config === b.config;
 
+/** The process at pid, if it is the one that started at startTicks and has not exited. */
+function sameProcess(pid: number, startTicks: bigint) {
+  const st = readStat(pid);
+  return st && st.startTimeTicks === startTicks && st.state !== 'Z' && st.state !== 'X' ? st : undefined;
+}
+
 export class InfoReuse {
   readonly #entries = new Map<string, Entry>();
+  /** The last refusal told per domain: a driver naming the same process each time is logged once. */
+  readonly #told = new Map<string, string>();
 
   /**
    * @param executables the plugin's granted executables: a process source must run one of
    *   them (the check the process-info effect makes), or the info is not reused.
-   * @param onRefused told once per domain when a driver named a process it may not read.
+   * @param onRefused told when a driver named a process the host may not read for it (once per
+   *   domain and reason).
    */
   constructor(
     private readonly executables: readonly string[],
@@ -54,9 +61,9 @@ export class InfoReuse {
       const elapsed = process.hrtime.bigint() - e.source.val;
       cpuTimeNs += elapsed > 0n ? elapsed : 0n;
     } else if (e.source.tag === 'process') {
-      const st = readStat(e.source.val);
-      // Gone, or the pid is another process's now: the driver knows what that means.
-      if (!st || st.startTimeTicks !== e.startTimeTicks || st.state === 'Z' || st.state === 'X') {
+      // Gone, a zombie, or the pid is another process's now: the driver knows what that means.
+      const st = sameProcess(...e.source.val);
+      if (!st) {
         this.#entries.delete(domain);
         return undefined;
       }
@@ -70,32 +77,48 @@ export class InfoReuse {
     this.#entries.delete(domain);
     const source = out.infoReuse;
     if (!source || !out.info) return;
-    const entry: Entry = { ...key, status: { ...key.status }, info: { ...out.info }, payload: out.payload, source: { ...source } as CpuTimeSource };
-    if (source.tag === 'monotonic') entry.source = { tag: 'monotonic', val: BigInt(source.val) };
-    if (source.tag === 'process') {
-      const pid = source.val;
-      const why = this.#refusal(pid);
-      if (why) return this.onRefused?.(domain, why);
-      const st = readStat(pid);
-      if (!st) return;
-      entry.startTimeTicks = st.startTimeTicks;
-    }
-    this.#entries.set(domain, entry);
+    let copy: CpuTimeSource;
+    if (source.tag === 'monotonic') copy = { tag: 'monotonic', val: BigInt(source.val) };
+    else if (source.tag === 'process') {
+      const [pid, startTicks] = [source.val[0], BigInt(source.val[1])];
+      const why = this.#refusal(pid, startTicks);
+      if (why !== undefined) {
+        if (why && this.#told.get(domain) !== why) this.onRefused?.(domain, why);
+        if (why) this.#told.set(domain, why);
+        return;
+      }
+      copy = { tag: 'process', val: [pid, startTicks] };
+    } else copy = { tag: 'fixed' };
+    this.#entries.set(domain, { ...key, status: { ...key.status }, info: { ...out.info }, payload: out.payload, source: copy });
   }
 
   forget(domain: string): void {
     this.#entries.delete(domain);
+    this.#told.delete(domain);
   }
 
-  /** Why the host will not read this pid for the plugin (undefined: it may). */
-  #refusal(pid: number): string | undefined {
+  clear(): void {
+    this.#entries.clear();
+    this.#told.clear();
+  }
+
+  /**
+   * Why the host will not read this process for the plugin: undefined when it may, '' when it
+   * is simply not that process any more (exited, or the pid reused: the driver is asked next
+   * time, nothing to report). As the process-info effect: its executable must be a granted one;
+   * an executable that cannot be read (a kernel thread, another user's process) is refused. The
+   * start time is checked before and after, so the executable read is the measured process's.
+   */
+  #refusal(pid: number, startTicks: bigint): string | undefined {
     if (!Number.isInteger(pid) || pid <= 1) return `pid ${pid} is not a process the driver may name`;
+    if (!sameProcess(pid, startTicks)) return '';
     let exe: string;
     try {
       exe = realpathSync(`/proc/${pid}/exe`);
     } catch {
-      return undefined; // gone already: readStat fails too, nothing is kept
+      return sameProcess(pid, startTicks) ? `the executable of pid ${pid} cannot be read` : '';
     }
+    if (!sameProcess(pid, startTicks)) return '';
     return this.executables.includes(exe) ? undefined : `pid ${pid} runs ${exe}, which is not a granted executable`;
   }
 }

@@ -168,8 +168,10 @@ declare module 'virtkit:driver/driver@0.3.0' {
      * answer a later `info` whose request carries the same config, status and runtime record
      * from this outcome without running the driver, reading the CPU time itself (as libvirt
      * answers virDomainGetInfo from its memory and /proc). Absent: every `info` runs the
-     * driver. Hosts lift each component's outcome with that component's own types, so a
-     * component built against an earlier minor (without this field) loads unchanged.
+     * driver. In component-model terms a record with a new field is a new type: a host that
+     * lifted every component with its own world's types could not load a component built
+     * against 0.2.0. virtkit hosts make the glue from each component's own types, so such a
+     * component (whose outcome lacks this field) loads unchanged and is asked for every info.
      */
     infoReuse?: CpuTimeSource,
   }

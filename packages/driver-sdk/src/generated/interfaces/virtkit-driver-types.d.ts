@@ -83,14 +83,16 @@ declare module 'virtkit:driver/types@0.3.0' {
     tag: 'fixed',
   }
   /**
-   * The CPU time (user + system, all threads) of this process, read from /proc/PID/stat
-   * as the `process-info` effect reads it. The host checks the pid as that effect does (a
-   * process running one of the plugin's granted executables) and stops reusing the info
-   * once the pid names another process or none.
+   * The CPU time (user + system, all threads) of this process: its pid and its start time
+   * (clock ticks since boot, `process-info.start-time-ticks` of the process the driver
+   * measured), read from /proc/PID/stat as the `process-info` effect reads it. The host checks
+   * the pid as that effect does (a process running one of the plugin's granted executables)
+   * and asks the driver again once the pid names another process (another start time), a
+   * zombie or none.
    */
   export interface CpuTimeSourceProcess {
     tag: 'process',
-    val: number,
+    val: [number, bigint],
   }
   /**
    * Grows by one nanosecond per nanosecond of the host's monotonic clock, from the info's
