@@ -197,41 +197,30 @@ export function tlsFiles(env: NodeJS.ProcessEnv = process.env): { ca: string; ce
  * A node through virtkitd (DRIVER+tls:// with the tlsFiles() certificates, or DRIVER+unix://
  * with none), shaped as the Connection the verbs use. `capabilities` answers a promise here
  * (the verbs await it); `console` is the daemon's stream (feature 'streams'). What the daemon
- * does not offer (job listing, the synchronous `supports`) answers empty/false; Ctrl-C and
- * --timeout stop waiting for a call (the daemon finishes it).
+ * does not offer (job listing, the synchronous `supports`) answers empty/false. Ctrl-C and
+ * --timeout cancel a lifecycle call or an exec on the daemon (feature 'cancel'), and progress
+ * comes back from it (feature 'progress'), as with a local node.
  */
 async function openRemoteNode(uri: string): Promise<Connection> {
   const { connectRemote } = await import('@virtkit/rpc');
   const parsed = parseUri(uri);
   const remote: RemoteConnection = await connectRemote(uri, parsed.transport === 'unix' ? {} : tlsFiles());
-  const watched = <T>(p: Promise<T>, signal?: AbortSignal): Promise<T> => {
-    if (!signal) return p;
-    if (signal.aborted) return Promise.reject(signal.reason);
-    return new Promise<T>((resolve, reject) => {
-      const onAbort = () => reject(signal.reason);
-      signal.addEventListener('abort', onAbort, { once: true });
-      p.then(resolve, reject).finally(() => signal.removeEventListener('abort', onAbort));
-    });
-  };
-  type Job = { signal?: AbortSignal };
+  type Job = { signal?: AbortSignal; onProgress?(percent: number, message: string): void };
   const adapter = {
     uri: parsed,
     listDomains: (o?: { all?: boolean }) => remote.listDomains(o),
     define: (doc: unknown) => remote.define(doc),
     undefine: (name: string) => remote.undefine(name),
     setAutostart: (name: string, on: boolean) => remote.setAutostart(name, on),
-    start: (name: string, o: Job = {}) => watched(remote.start(name), o.signal),
-    shutdown: (name: string, o: Job & { timeoutMs?: number } = {}) => watched(remote.shutdown(name, o.timeoutMs !== undefined ? { timeoutMs: o.timeoutMs } : {}), o.signal),
-    destroy: (name: string, o: Job = {}) => watched(remote.destroy(name), o.signal),
-    reboot: (name: string, o: Job = {}) => watched(remote.reboot(name), o.signal),
-    reset: (name: string, o: Job = {}) => watched(remote.reset(name), o.signal),
-    suspend: (name: string, o: Job = {}) => watched(remote.suspend(name), o.signal),
-    resume: (name: string, o: Job = {}) => watched(remote.resume(name), o.signal),
+    start: (name: string, o?: Job) => remote.start(name, o),
+    shutdown: (name: string, o?: Job & { timeoutMs?: number }) => remote.shutdown(name, o),
+    destroy: (name: string, o?: Job) => remote.destroy(name, o),
+    reboot: (name: string, o?: Job) => remote.reboot(name, o),
+    reset: (name: string, o?: Job) => remote.reset(name, o),
+    suspend: (name: string, o?: Job) => remote.suspend(name, o),
+    resume: (name: string, o?: Job) => remote.resume(name, o),
     info: (name: string) => remote.info(name),
-    exec: (name: string, argv: string[], o: Job & { env?: Record<string, string>; cwd?: string; stdin?: string | Uint8Array; timeoutMs?: number } = {}) => {
-      const { signal, ...rest } = o;
-      return watched(remote.exec(name, argv, rest), signal);
-    },
+    exec: (name: string, argv: string[], o?: Job & { env?: Record<string, string>; cwd?: string; stdin?: string | Uint8Array; timeoutMs?: number }) => remote.exec(name, argv, o),
     getConfig: (name: string, o?: { live?: boolean }) => remote.getConfig(name, o),
     nodeInfo: () => remote.nodeInfo(),
     events(o: { since?: number; follow?: boolean; signal?: AbortSignal } = {}) {

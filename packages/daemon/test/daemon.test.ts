@@ -207,7 +207,7 @@ describe('virtkitd', () => {
     expect(await b.next()).toMatchObject({ t: 'error', id: 1, code: 'PROTOCOL_ERROR', message: expect.stringMatching(/"streams" feature was not negotiated/) });
     b.ch.close();
     // Others are served.
-    expect((await dial('admin')).features).toEqual(['events-resume', 'streams']);
+    expect((await dial('admin')).features).toEqual(['events-resume', 'streams', 'cancel', 'progress']);
   });
 
   it('logs peers by subject and fingerprint, never key material', async () => {

@@ -136,6 +136,18 @@ describe('virtkitd on unix sockets', () => {
     await admin.undefine('routed');
   });
 
+  it('virtkit --timeout cancels a start on the daemon (feature cancel): the domain stays off', async () => {
+    const admin = await dial(adminSock);
+    await admin.define({ ...web1, name: 'slowboot', driver: { test: { bootDelayMs: 1500 } } });
+    const r = await virtkit(['-c', `test+unix:///default?socket=${adminSock}`, '--timeout', '300', 'start', 'slowboot']);
+    expect(r.code).not.toBe(0);
+    expect(r.stderr).toMatch(/start slowboot did not finish within 300 ms \(--timeout\) and was cancelled/);
+    // Had the daemon gone on, the boot would be over by now.
+    await new Promise((res) => setTimeout(res, 1800));
+    expect(await admin.info('slowboot')).toMatchObject({ state: 'shut-off' });
+    await admin.undefine('slowboot');
+  });
+
   it('serves the virtkit command on a +unix URI without certificates', async () => {
     const r = await virtkit(['-c', `test+unix:///default?socket=${roSock}`, 'list', '--all']);
     expect(r.stderr).toBe('');

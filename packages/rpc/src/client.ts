@@ -1,9 +1,9 @@
 // The client side: a Connection-shaped object whose methods run on a remote daemon.
 import { Duplex } from 'node:stream';
-import { ErrorCodes, VirtkitError, type Capabilities, type DomainConfig, type DomainConnection, type DomainEvent, type DomainInfo, type DomainStatus, type DomainSummary, type ErrorCode, type ExecOptions, type ExecResult, type FieldError, type NodeInfo } from '@virtkit/core';
+import { ErrorCodes, VirtkitError, type Capabilities, type DomainConfig, type DomainConnection, type DomainEvent, type DomainInfo, type DomainStatus, type DomainSummary, type ErrorCode, type ExecOptions, type ExecResult, type FieldError, type JobOptions, type NodeInfo } from '@virtkit/core';
 import type { RpcChannel } from './channel.js';
 import { execParams, execResultOf } from './exec.js';
-import { decodeValue, encodeValue, FEATURES, isObject, PROTOCOL_VERSIONS, SUBSCRIBE_EVENTS } from './protocol.js';
+import { CANCEL_FEATURE, decodeValue, encodeValue, FEATURES, isObject, PROGRESS_FEATURE, PROTOCOL_VERSIONS, SUBSCRIBE_EVENTS } from './protocol.js';
 import { applyStreamFrame, Inbox, isStreamId, Outbox, STREAMS_FEATURE, type StreamFrame } from './stream.js';
 
 /** Default interval between keepalive pings. */
@@ -25,6 +25,7 @@ interface Pending {
   reject(e: unknown): void;
   /** Runs on the result as it arrives, before any later frame is read (a stream must exist before its data). */
   opened?(v: unknown): unknown;
+  onProgress?: JobOptions['onProgress'];
 }
 
 /**
@@ -248,6 +249,17 @@ export class RemoteConnection implements DomainConnection {
         } else p.reject(new VirtkitError(asCode(m.code), String(m.message), Array.isArray(m.fields) ? { fields: m.fields as FieldError[] } : {}));
         return;
       }
+      case 'progress': {
+        const p = typeof m.id === 'number' ? this.pending.get(m.id) : undefined;
+        if (p?.onProgress && typeof m.percent === 'number' && typeof m.message === 'string') {
+          try {
+            p.onProgress(m.percent, m.message);
+          } catch {
+            // a failing progress callback must not take the session down
+          }
+        }
+        return;
+      }
       case 'event': {
         const e = m.event as DomainEvent;
         if (!isObject(e) || typeof e.seq !== 'number') return;
@@ -296,14 +308,48 @@ export class RemoteConnection implements DomainConnection {
     return this.send<T>(method, params);
   }
 
-  private send<T>(method: string, params: unknown[], opened?: (v: unknown) => unknown): Promise<T> {
+  /**
+   * A call with a job's options. `signal` cancels it on the daemon (feature 'cancel'): the
+   * promise then settles with the daemon's answer (CANCELLED when the operation stopped in time,
+   * its result when it had finished). Without the feature (an older daemon) it rejects at once
+   * with CANCELLED, and the operation may go on there. `onProgress` hears the daemon's progress
+   * reports (feature 'progress').
+   */
+  callJob<T = unknown>(method: string, params: unknown[], opts: JobOptions = {}): Promise<T> {
+    return this.send<T>(method, params, undefined, opts);
+  }
+
+  private send<T>(method: string, params: unknown[], opened?: (v: unknown) => unknown, job?: JobOptions): Promise<T> {
     if (this.failure) return Promise.reject(this.failure);
+    const signal = job?.signal;
+    if (signal?.aborted) return Promise.reject(new VirtkitError('CANCELLED', `${method} cancelled before it was sent`));
     const id = this.nextId++;
     return new Promise<T>((resolve, reject) => {
-      this.pending.set(id, { method, resolve: resolve as (v: unknown) => void, reject, ...(opened ? { opened } : {}) });
+      let onAbort: (() => void) | undefined;
+      const settle = <V>(f: (v: V) => void) => (v: V) => {
+        if (onAbort) signal!.removeEventListener('abort', onAbort);
+        f(v);
+      };
+      const onProgress = job?.onProgress && this.features.includes(PROGRESS_FEATURE) ? job.onProgress : undefined;
+      this.pending.set(id, { method, resolve: settle(resolve as (v: unknown) => void), reject: settle(reject), ...(opened ? { opened } : {}), ...(onProgress ? { onProgress } : {}) });
+      if (signal) {
+        onAbort = () => {
+          const p = this.pending.get(id);
+          if (!p) return;
+          if (this.features.includes(CANCEL_FEATURE)) {
+            this.channel.send(encodeValue({ t: 'cancel', id })).catch(() => {});
+            return;
+          }
+          this.pending.delete(id);
+          p.reject(new VirtkitError('CANCELLED', `${method} cancelled here; the daemon does not offer the "${CANCEL_FEATURE}" feature, so it may go on there`));
+        };
+        signal.addEventListener('abort', onAbort, { once: true });
+      }
       this.channel.send(encodeValue({ t: 'call', id, method, params })).catch((e: unknown) => {
-        if (!this.pending.delete(id)) return;
-        reject(VirtkitError.is(e) ? e : new VirtkitError('IO_ERROR', `connection to the daemon lost: cannot send ${method}: ${(e as Error).message}`, { cause: e }));
+        const p = this.pending.get(id);
+        if (!p) return;
+        this.pending.delete(id);
+        p.reject(VirtkitError.is(e) ? e : new VirtkitError('IO_ERROR', `connection to the daemon lost: cannot send ${method}: ${(e as Error).message}`, { cause: e }));
       });
     });
   }
@@ -317,26 +363,28 @@ export class RemoteConnection implements DomainConnection {
   async undefine(name: string): Promise<void> {
     await this.call('undefine', name);
   }
-  start(name: string): Promise<DomainStatus> {
-    return this.call('start', name);
+  /** Lifecycle calls take a job's options as the local ones do: `signal` cancels on the daemon, `onProgress` hears its reports. */
+  start(name: string, opts?: JobOptions): Promise<DomainStatus> {
+    return this.callJob('start', [name], opts);
   }
-  shutdown(name: string, opts: { timeoutMs?: number } = {}): Promise<DomainStatus> {
-    return this.call('shutdown', name, opts);
+  shutdown(name: string, opts: JobOptions & { timeoutMs?: number } = {}): Promise<DomainStatus> {
+    const { signal, onProgress, ...rest } = opts;
+    return this.callJob('shutdown', [name, rest], { signal, onProgress });
   }
-  destroy(name: string): Promise<DomainStatus> {
-    return this.call('destroy', name);
+  destroy(name: string, opts?: JobOptions): Promise<DomainStatus> {
+    return this.callJob('destroy', [name], opts);
   }
-  reboot(name: string): Promise<DomainStatus> {
-    return this.call('reboot', name);
+  reboot(name: string, opts?: JobOptions): Promise<DomainStatus> {
+    return this.callJob('reboot', [name], opts);
   }
-  reset(name: string): Promise<DomainStatus> {
-    return this.call('reset', name);
+  reset(name: string, opts?: JobOptions): Promise<DomainStatus> {
+    return this.callJob('reset', [name], opts);
   }
-  suspend(name: string): Promise<DomainStatus> {
-    return this.call('suspend', name);
+  suspend(name: string, opts?: JobOptions): Promise<DomainStatus> {
+    return this.callJob('suspend', [name], opts);
   }
-  resume(name: string): Promise<DomainStatus> {
-    return this.call('resume', name);
+  resume(name: string, opts?: JobOptions): Promise<DomainStatus> {
+    return this.callJob('resume', [name], opts);
   }
   info(name: string): Promise<DomainInfo & { details?: Record<string, unknown> }> {
     return this.call('info', name);
@@ -371,9 +419,10 @@ export class RemoteConnection implements DomainConnection {
     return this.call<DomainEvent[]>('eventsSince', since);
   }
 
-  /** Runs a command inside a running domain on the daemon; bytes travel as base64. Not cancellable remotely. */
-  async exec(name: string, argv: string[], opts: Omit<ExecOptions, 'signal'> = {}): Promise<ExecResult> {
-    return execResultOf(await this.call('exec', ...execParams(name, argv, opts)));
+  /** Runs a command inside a running domain on the daemon; bytes travel as base64. `signal` stops it there (feature 'cancel'). */
+  async exec(name: string, argv: string[], opts: ExecOptions = {}): Promise<ExecResult> {
+    const { signal, ...rest } = opts;
+    return execResultOf(await this.callJob('exec', execParams(name, argv, rest), { signal }));
   }
 
   async nodeInfo(): Promise<NodeInfo> {

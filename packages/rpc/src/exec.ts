@@ -34,14 +34,14 @@ export function execResultOf(v: unknown): ExecResult {
 }
 
 /** Server side: params [name, argv, {env, cwd, stdin (base64), timeoutMs}]; core checks each field. */
-export async function serveExec(c: Connection, p: unknown[], session?: AbortSignal): Promise<WireExecResult> {
+export async function serveExec(c: Connection, p: unknown[], call?: { readonly signal: AbortSignal }): Promise<WireExecResult> {
   const name = p[0];
   if (typeof name !== 'string') throw new VirtkitError('INVALID_ARGUMENT', 'parameter 1 (domain name) must be a string');
   const o = p[2] === undefined || p[2] === null ? {} : p[2];
   if (!isObject(o)) throw new VirtkitError('INVALID_ARGUMENT', 'parameter 3 (exec options) must be an object');
   if (o.stdin !== undefined && !isBase64(o.stdin)) throw new VirtkitError('INVALID_ARGUMENT', 'stdin must be a base64 string');
-  // The command stops with the session: a client that went away gets no answer anyway.
-  const opts = { env: o.env, cwd: o.cwd, timeoutMs: o.timeoutMs, signal: session, ...(o.stdin !== undefined ? { stdin: new Uint8Array(Buffer.from(o.stdin as string, 'base64')) } : {}) } as ExecOptions;
+  // The command stops when the client cancels the call or its session ends.
+  const opts = { env: o.env, cwd: o.cwd, timeoutMs: o.timeoutMs, signal: call?.signal, ...(o.stdin !== undefined ? { stdin: new Uint8Array(Buffer.from(o.stdin as string, 'base64')) } : {}) } as ExecOptions;
   const r = await c.exec(name, p[1] as string[], opts);
   return { exitCode: r.exitCode, signal: r.signal, stdout: b64(r.stdout), stderr: b64(r.stderr), truncated: r.truncated };
 }

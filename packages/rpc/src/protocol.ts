@@ -10,7 +10,11 @@ export const PROTOCOL_VERSIONS: readonly number[] = [1];
  * intersection with what the client asked for). Append-only: a name, once published, keeps
  * its meaning forever; a changed behaviour gets a new name.
  */
-export const FEATURES: readonly string[] = ['events-resume', 'streams'];
+export const FEATURES: readonly string[] = ['events-resume', 'streams', 'cancel', 'progress'];
+/** The client may cancel a call in flight ({t: 'cancel', id}): the daemon aborts it (a lifecycle job, an exec) and answers it as it ends, CANCELLED when it stopped in time. */
+export const CANCEL_FEATURE = 'cancel';
+/** The daemon reports the progress of a long call ({t: 'progress', id, percent, message}) before its result. */
+export const PROGRESS_FEATURE = 'progress';
 
 export interface Hello {
   t: 'hello';
@@ -59,6 +63,19 @@ export interface Pong {
   n: number;
 }
 
+/** Feature 'cancel': stop call `id` (a no-op for a call already answered). */
+export interface Cancel {
+  t: 'cancel';
+  id: number;
+}
+/** Feature 'progress': how far call `id` is (as a job's onProgress reports it). */
+export interface Progress {
+  t: 'progress';
+  id: number;
+  percent: number;
+  message: string;
+}
+
 /** The server ends the session because the client violated the protocol (then closes). */
 export interface Abort {
   t: 'abort';
@@ -66,8 +83,8 @@ export interface Abort {
   message: string;
 }
 
-export type ClientMessage = Hello | Call | Ping | StreamFrame;
-export type ServerMessage = Welcome | Refuse | Result | ErrorReply | EventMessage | Pong | Abort | StreamFrame;
+export type ClientMessage = Hello | Call | Cancel | Ping | StreamFrame;
+export type ServerMessage = Welcome | Refuse | Result | ErrorReply | Progress | EventMessage | Pong | Abort | StreamFrame;
 export type Message = ClientMessage | ServerMessage;
 
 /** The pseudo-method that starts the event stream: params [since?]. */

@@ -1,8 +1,8 @@
 // Serves one core Connection to one peer over one channel: handshake, then calls
 // multiplexed by id, an event stream, keepalive answers.
 import type { Duplex } from 'node:stream';
-import { VirtkitError, type Connection } from '@virtkit/core';
-import { decodeValue, encodeValue, FEATURES, isObject, PROTOCOL_VERSIONS, SUBSCRIBE_EVENTS, type ServerMessage } from './protocol.js';
+import { VirtkitError, type Connection, type JobOptions } from '@virtkit/core';
+import { CANCEL_FEATURE, decodeValue, encodeValue, FEATURES, isObject, PROGRESS_FEATURE, PROTOCOL_VERSIONS, SUBSCRIBE_EVENTS, type ServerMessage } from './protocol.js';
 import type { RpcChannel } from './channel.js';
 import { serveExec } from './exec.js';
 import { applyStreamFrame, Inbox, isStreamId, MAX_STREAMS_PER_SESSION, Outbox, STREAM_FRAME_TYPES, STREAMS_FEATURE, type StreamFrame } from './stream.js';
@@ -22,8 +22,41 @@ export interface ServeOptions<P = unknown> {
   onStream?(e: { event: 'open' | 'closed'; stream: number; method: string; params: readonly unknown[]; reason?: string }): void;
 }
 
-/** `session`: aborted when the peer's session ends (what a long call should stop for). */
-type Handler = (c: Connection, p: unknown[], session: AbortSignal) => unknown;
+/**
+ * One call being served. `signal` is aborted when the client cancels the call (feature
+ * 'cancel') or its session ends: what a long call (a lifecycle job, an exec) stops for. It is
+ * made on first use: most calls (info, listings) never look.
+ */
+export class ServedCall {
+  #ac?: AbortController;
+  #reason?: VirtkitError;
+  constructor(
+    readonly id: number,
+    private readonly onProgress?: (id: number, percent: number, message: string) => void,
+  ) {}
+  get signal(): AbortSignal {
+    if (!this.#ac) {
+      this.#ac = new AbortController();
+      if (this.#reason) this.#ac.abort(this.#reason);
+    }
+    return this.#ac.signal;
+  }
+  cancel(reason: VirtkitError): void {
+    if (this.#reason) return;
+    this.#reason = reason;
+    this.#ac?.abort(reason);
+  }
+  /** Progress to the client (feature 'progress'; nothing without it). */
+  progress(percent: number, message: string): void {
+    this.onProgress?.(this.id, percent, message);
+  }
+  /** A lifecycle job's options: cancelled with the call, progress to the client. */
+  get job(): JobOptions {
+    return { signal: this.signal, ...(this.onProgress ? { onProgress: (p: number, m: string) => this.progress(p, m) } : {}) };
+  }
+}
+
+type Handler = (c: Connection, p: unknown[], call: ServedCall) => unknown;
 
 const str = (p: unknown[], i: number, what: string): string => {
   const v = p[i];
@@ -48,13 +81,13 @@ const METHODS: ReadonlyMap<string, Handler> = new Map<string, Handler>([
   ['listDomains', (c, p) => c.listDomains({ all: opt(p, 0).all === true })],
   ['define', (c, p) => c.define(p[0])],
   ['undefine', (c, p) => c.undefine(str(p, 0, 'domain name'))],
-  ['start', (c, p) => c.start(str(p, 0, 'domain name'))],
-  ['shutdown', (c, p) => c.shutdown(str(p, 0, 'domain name'), { timeoutMs: optNumber(opt(p, 1), 'timeoutMs') })],
-  ['destroy', (c, p) => c.destroy(str(p, 0, 'domain name'))],
-  ['reboot', (c, p) => c.reboot(str(p, 0, 'domain name'))],
-  ['reset', (c, p) => c.reset(str(p, 0, 'domain name'))],
-  ['suspend', (c, p) => c.suspend(str(p, 0, 'domain name'))],
-  ['resume', (c, p) => c.resume(str(p, 0, 'domain name'))],
+  ['start', (c, p, x) => c.start(str(p, 0, 'domain name'), x.job)],
+  ['shutdown', (c, p, x) => c.shutdown(str(p, 0, 'domain name'), { timeoutMs: optNumber(opt(p, 1), 'timeoutMs'), ...x.job })],
+  ['destroy', (c, p, x) => c.destroy(str(p, 0, 'domain name'), x.job)],
+  ['reboot', (c, p, x) => c.reboot(str(p, 0, 'domain name'), x.job)],
+  ['reset', (c, p, x) => c.reset(str(p, 0, 'domain name'), x.job)],
+  ['suspend', (c, p, x) => c.suspend(str(p, 0, 'domain name'), x.job)],
+  ['resume', (c, p, x) => c.resume(str(p, 0, 'domain name'), x.job)],
   ['info', (c, p) => c.info(str(p, 0, 'domain name'))],
   ['getConfig', (c, p) => c.getConfig(str(p, 0, 'domain name'), { live: opt(p, 1).live === true })],
   ['nodeInfo', (c) => c.nodeInfo()],
@@ -150,6 +183,10 @@ export async function serveConnection<C extends RpcChannel>(channel: C, conn: Co
   const asked = Array.isArray(hello.features) ? hello.features : [];
   const agreed = FEATURES.filter((f) => asked.includes(f));
   const streamsOn = agreed.includes(STREAMS_FEATURE);
+  const cancelOn = agreed.includes(CANCEL_FEATURE);
+  const onProgress = agreed.includes(PROGRESS_FEATURE) ? (id: number, percent: number, message: string) => void send({ t: 'progress', id, percent, message }) : undefined;
+  /** Calls in flight, by id: what a cancel (or the session's end) aborts. */
+  const inflight = new Map<number, ServedCall>();
   await send({ t: 'welcome', version: 1, features: agreed, node: { uri: conn.uri.uri } });
 
   const sendStream = (f: StreamFrame) => channel.send(f);
@@ -270,6 +307,8 @@ export async function serveConnection<C extends RpcChannel>(channel: C, conn: Co
     let reply: ServerMessage;
     let after: (() => Promise<void>) | undefined;
     let reserved = false;
+    const call = new ServedCall(id, onProgress);
+    inflight.set(id, call);
     try {
       const handler = method === SUBSCRIBE_EVENTS ? undefined : METHODS.get(method);
       const opener = STREAM_METHODS.get(method);
@@ -284,7 +323,7 @@ export async function serveConnection<C extends RpcChannel>(channel: C, conn: Co
       const allowed = opts.authorize?.(channel.peer, method, params);
       if (allowed) await allowed;
       let value: unknown;
-      if (handler) value = await handler(conn, params, stop.signal);
+      if (handler) value = await handler(conn, params, call);
       else if (opener) {
         const source = await opener(conn, params);
         if (stop.signal.aborted) {
@@ -303,6 +342,7 @@ export async function serveConnection<C extends RpcChannel>(channel: C, conn: Co
       reply = errorReply(id, e, method, opts.onError);
     } finally {
       if (reserved) opening--;
+      if (inflight.get(id) === call) inflight.delete(id);
     }
     try {
       await channel.send(encodeValue(reply));
@@ -337,6 +377,17 @@ export async function serveConnection<C extends RpcChannel>(channel: C, conn: Co
           continue;
         }
         void handle(m.id, m.method, decodeValue(m.params) as unknown[]);
+      } else if (m.t === 'cancel') {
+        if (!cancelOn) {
+          await abort(`a cancel needs the "${CANCEL_FEATURE}" feature, which was not negotiated`);
+          break;
+        }
+        if (typeof m.id !== 'number' || !Number.isSafeInteger(m.id)) {
+          await abort('a cancel needs an integer id');
+          break;
+        }
+        // A call already answered (the cancel crossed its result): nothing to do.
+        inflight.get(m.id)?.cancel(new VirtkitError('CANCELLED', 'cancelled by the client'));
       } else if (typeof m.t === 'string' && STREAM_FRAME_TYPES.has(m.t)) {
         onStreamFrame(m);
       } else {
@@ -348,6 +399,9 @@ export async function serveConnection<C extends RpcChannel>(channel: C, conn: Co
     // the channel failed: treated as closed
   } finally {
     stop.abort();
+    // A long call (a job, an exec) stops with the session: its client gets no answer anyway.
+    for (const call of inflight.values()) call.cancel(new VirtkitError('CANCELLED', 'the client went away'));
+    inflight.clear();
     // Streams end with the session: their sources (console sockets) are closed now.
     for (const st of streams.values()) {
       st.gone = true;

@@ -62,6 +62,59 @@ describe('connect(uri) for every URI', () => {
     await remote.close();
   });
 
+  it('a remote start reports the daemon\'s progress, and its signal cancels the job on the daemon', async () => {
+    const remote = (await connect(`test+unix:///default?socket=${socket}`)) as RemoteConnection;
+    expect(remote.features).toEqual(expect.arrayContaining(['cancel', 'progress']));
+    await remote.define({ name: 'slow', memoryMiB: 64, vcpus: 1, os: { type: 'hvm' }, driver: { test: { bootDelayMs: 1000 } } });
+    const seen: number[] = [];
+    expect((await remote.start('slow', { onProgress: (p) => seen.push(p) })).state).toBe('running');
+    expect(seen.length).toBeGreaterThanOrEqual(5);
+    expect(seen).toEqual([...seen].sort((a, b) => a - b));
+    await remote.destroy('slow');
+
+    // Cancelled at the first progress report: the job stops there, the domain stays off.
+    const ac = new AbortController();
+    const t0 = Date.now();
+    const e = await remote.start('slow', { signal: ac.signal, onProgress: () => ac.abort() }).catch((x: { code: string; message: string }) => x);
+    expect(e).toMatchObject({ code: 'CANCELLED' });
+    expect((e as { message: string }).message).not.toMatch(/cancelled here/);
+    expect(Date.now() - t0).toBeLessThan(900);
+    expect((await served.info('slow')).state).toBe('shut-off');
+    expect(served.listJobs()).toEqual([]);
+    await remote.undefine('slow');
+    await remote.close();
+  });
+
+  it('a remote exec stops on the daemon when its signal aborts', async () => {
+    const remote = await connect(`test+unix:///default?socket=${socket}`);
+    const ac = new AbortController();
+    setTimeout(() => ac.abort(), 100);
+    const t0 = Date.now();
+    const e = await remote.exec('test', ['sleep', '5000'], { signal: ac.signal }).catch((x: { code: string; message: string }) => x);
+    expect(e).toMatchObject({ code: 'CANCELLED' });
+    expect(Date.now() - t0).toBeLessThan(2000);
+    // The session goes on.
+    expect((await remote.exec('test', ['echo', 'after'])).exitCode).toBe(0);
+    await remote.close();
+  });
+
+  it('with a daemon that cannot cancel, the signal rejects at once and says the operation goes on there', async () => {
+    const remote = (await connect(`test+unix:///default?socket=${socket}`, { features: ['events-resume', 'streams'] })) as RemoteConnection;
+    expect(remote.features).not.toContain('cancel');
+    await remote.define({ name: 'old-daemon', memoryMiB: 64, vcpus: 1, os: { type: 'hvm' }, driver: { test: { bootDelayMs: 300 } } });
+    const ac = new AbortController();
+    const started = remote.start('old-daemon', { signal: ac.signal });
+    setTimeout(() => ac.abort(), 50);
+    const e = await started.catch((x: { code: string; message: string }) => x);
+    expect(e).toMatchObject({ code: 'CANCELLED', message: expect.stringMatching(/cancelled here; the daemon does not offer the "cancel" feature/) });
+    // It did go on there.
+    for (let i = 0; i < 100 && (await served.info('old-daemon')).state !== 'running'; i++) await new Promise((r) => setTimeout(r, 20));
+    expect((await served.info('old-daemon')).state).toBe('running');
+    await remote.destroy('old-daemon');
+    await remote.undefine('old-daemon');
+    await remote.close();
+  });
+
   it('a reply too large for one frame fails its call with a clear error; the session goes on', async () => {
     const small = join(tmp, 'small.sock');
     const l = await listenUnix({ path: small, mode: 0o600, identity: 'admin', maxFrameBytes: 32 * 1024, onChannel: (ch) => void serveConnection(ch, served) });

@@ -89,7 +89,7 @@ describe('rpc over TLS to test:///default', () => {
   it('runs the lifecycle remotely with the results a local connection gives, bigints intact', async () => {
     const { remote } = await dial('admin');
     expect(remote.uri).toBe('test:///default');
-    expect(remote.features).toEqual(['events-resume', 'streams']);
+    expect(remote.features).toEqual(['events-resume', 'streams', 'cancel', 'progress']);
     const events = remote.events();
 
     const web = { name: 'web1', memoryMiB: 512, vcpus: 1, os: { type: 'hvm' } };

@@ -234,6 +234,39 @@ describe('protocol violations are PROTOCOL_ERROR', () => {
     }
   });
 
+  it('a cancel without the "cancel" feature, or without an integer id, ends the session', async () => {
+    for (const [features, bad, why] of [
+      [['streams'], { t: 'cancel', id: 1 }, /a cancel needs the "cancel" feature/],
+      [['cancel'], { t: 'cancel', id: 'x' }, /a cancel needs an integer id/],
+    ] as const) {
+      const s = await session([...features]);
+      expect(s.welcome).toMatchObject({ features: [...features] });
+      await s.client.send(bad);
+      expect(await s.next()).toMatchObject({ t: 'abort', code: 'PROTOCOL_ERROR', message: expect.stringMatching(why) });
+      await s.served;
+    }
+  });
+
+  it('a cancel reaches the call it names, and only that one; a cancel for a finished call is ignored', async () => {
+    const signals = new Map<string, AbortSignal>();
+    const parked = (name: string, opts: { signal?: AbortSignal }) =>
+      new Promise((resolve, reject) => {
+        signals.set(name, opts.signal!);
+        opts.signal!.addEventListener('abort', () => reject(opts.signal!.reason), { once: true });
+        setTimeout(() => resolve({ state: 'running', reason: 'booted' }), 300);
+      });
+    const s = await session(['cancel'], { start: parked as Connection['start'], suspend: parked as Connection['suspend'] });
+    await s.client.send({ t: 'cancel', id: 99 }); // nothing in flight: ignored
+    await s.client.send({ t: 'call', id: 1, method: 'start', params: ['a'] });
+    await s.client.send({ t: 'call', id: 2, method: 'suspend', params: ['b'] });
+    await s.client.send({ t: 'cancel', id: 1 });
+    expect(await s.next()).toMatchObject({ t: 'error', id: 1, code: 'CANCELLED', message: 'cancelled by the client' });
+    expect(await s.next()).toMatchObject({ t: 'result', id: 2, value: { state: 'running' } });
+    expect([signals.get('a')!.aborted, signals.get('b')!.aborted]).toEqual([true, false]);
+    s.client.close();
+    await s.served;
+  });
+
   it('the client fails its calls with the abort', async () => {
     const [c, s] = pair();
     void (async () => {

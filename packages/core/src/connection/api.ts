@@ -7,6 +7,7 @@ import type { Duplex } from 'node:stream';
 import type { DomainConfig } from '../config/validate.js';
 import type { DomainEvent, DomainInfo, DomainStatus, NodeInfo } from '../types.js';
 import type { ExecOptions, ExecResult } from './exec.js';
+import type { JobOptions } from '../jobs/jobs.js';
 
 export interface DomainSummary {
   name: string;
@@ -30,19 +31,25 @@ export interface DomainConnection {
   /** Defines a domain, or updates the persistent config of an existing one. */
   define(doc: unknown): Promise<DomainSummary>;
   undefine(name: string): Promise<void>;
-  start(name: string): Promise<DomainStatus>;
+  /**
+   * Lifecycle operations run as jobs. `signal` cancels one (through virtkitd too: the job stops
+   * there, and the call fails with CANCELLED if it stopped in time); `onProgress` hears how far
+   * it is (e.g. a slow boot).
+   */
+  start(name: string, opts?: JobOptions): Promise<DomainStatus>;
   /** ACPI power button (VMs) or the halt signal (containers); `timeoutMs` bounds the wait. */
-  shutdown(name: string, opts?: { timeoutMs?: number }): Promise<DomainStatus>;
-  destroy(name: string): Promise<DomainStatus>;
-  reboot(name: string): Promise<DomainStatus>;
-  reset(name: string): Promise<DomainStatus>;
-  suspend(name: string): Promise<DomainStatus>;
-  resume(name: string): Promise<DomainStatus>;
+  shutdown(name: string, opts?: JobOptions & { timeoutMs?: number }): Promise<DomainStatus>;
+  destroy(name: string, opts?: JobOptions): Promise<DomainStatus>;
+  reboot(name: string, opts?: JobOptions): Promise<DomainStatus>;
+  reset(name: string, opts?: JobOptions): Promise<DomainStatus>;
+  suspend(name: string, opts?: JobOptions): Promise<DomainStatus>;
+  resume(name: string, opts?: JobOptions): Promise<DomainStatus>;
   info(name: string): Promise<DomainInfo & { details?: Record<string, unknown> }>;
   getConfig(name: string, opts?: { live?: boolean }): Promise<DomainConfig>;
   /** The domain's console as a byte stream. */
   console(name: string): Promise<Duplex>;
-  exec(name: string, argv: string[], opts?: Omit<ExecOptions, 'signal'>): Promise<ExecResult>;
+  /** `signal` stops the command (through virtkitd too). */
+  exec(name: string, argv: string[], opts?: ExecOptions): Promise<ExecResult>;
   nodeInfo(): Promise<NodeInfo>;
   capabilities(): Capabilities | Promise<Capabilities>;
   /** Whether the driver implements an operation or names a feature. */
