@@ -313,7 +313,8 @@ export class RemoteConnection implements DomainConnection {
    * promise then settles with the daemon's answer (CANCELLED when the operation stopped in time,
    * its result when it had finished). Without the feature (an older daemon) it rejects at once
    * with CANCELLED, and the operation may go on there. `onProgress` hears the daemon's progress
-   * reports (feature 'progress').
+   * reports (feature 'progress'). A method that runs no job (define, info) ignores the cancel:
+   * the promise waits for its result.
    */
   callJob<T = unknown>(method: string, params: unknown[], opts: JobOptions = {}): Promise<T> {
     return this.send<T>(method, params, undefined, opts);

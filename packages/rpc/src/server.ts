@@ -32,6 +32,7 @@ export class ServedCall {
   #reason?: VirtkitError;
   constructor(
     readonly id: number,
+    readonly method: string,
     private readonly onProgress?: (id: number, percent: number, message: string) => void,
   ) {}
   get signal(): AbortSignal {
@@ -57,6 +58,13 @@ export class ServedCall {
 }
 
 type Handler = (c: Connection, p: unknown[], call: ServedCall) => unknown;
+
+/**
+ * Calls that stop when their session ends: an exec's output has nowhere to go. Lifecycle jobs
+ * go on, as libvirt's and Incus's do when their client goes away: a dropped connection must not
+ * leave a start half done. Only an explicit cancel stops them.
+ */
+const ENDS_WITH_SESSION: ReadonlySet<string> = new Set(['exec']);
 
 const str = (p: unknown[], i: number, what: string): string => {
   const v = p[i];
@@ -307,7 +315,7 @@ export async function serveConnection<C extends RpcChannel>(channel: C, conn: Co
     let reply: ServerMessage;
     let after: (() => Promise<void>) | undefined;
     let reserved = false;
-    const call = new ServedCall(id, onProgress);
+    const call = new ServedCall(id, method, onProgress);
     inflight.set(id, call);
     try {
       const handler = method === SUBSCRIBE_EVENTS ? undefined : METHODS.get(method);
@@ -376,6 +384,11 @@ export async function serveConnection<C extends RpcChannel>(channel: C, conn: Co
           void send({ t: 'error', id: m.id, code: 'INVALID_ARGUMENT', message: 'a call needs a method name and a params array' });
           continue;
         }
+        if (inflight.has(m.id)) {
+          // Its answer, and a cancel, could only reach one of the two.
+          await abort(`call id ${m.id} is already in flight`);
+          break;
+        }
         void handle(m.id, m.method, decodeValue(m.params) as unknown[]);
       } else if (m.t === 'cancel') {
         if (!cancelOn) {
@@ -399,8 +412,7 @@ export async function serveConnection<C extends RpcChannel>(channel: C, conn: Co
     // the channel failed: treated as closed
   } finally {
     stop.abort();
-    // A long call (a job, an exec) stops with the session: its client gets no answer anyway.
-    for (const call of inflight.values()) call.cancel(new VirtkitError('CANCELLED', 'the client went away'));
+    for (const call of inflight.values()) if (ENDS_WITH_SESSION.has(call.method)) call.cancel(new VirtkitError('CANCELLED', 'the client went away'));
     inflight.clear();
     // Streams end with the session: their sources (console sockets) are closed now.
     for (const st of streams.values()) {

@@ -267,6 +267,31 @@ describe('protocol violations are PROTOCOL_ERROR', () => {
     await s.served;
   });
 
+  it('reports a job\'s progress only to a client that asked for the feature', async () => {
+    const reporting = async (_name: string, opts: { onProgress?: (p: number, m: string) => void }) => {
+      opts.onProgress?.(50, 'half way');
+      return { state: 'running', reason: 'booted' };
+    };
+    for (const [features, frames] of [
+      [['progress'], [{ t: 'progress', id: 1, percent: 50, message: 'half way' }, { t: 'result', id: 1 }]],
+      [['cancel'], [{ t: 'result', id: 1 }]],
+    ] as const) {
+      const s = await session([...features], { start: reporting as unknown as Connection['start'] });
+      await s.client.send({ t: 'call', id: 1, method: 'start', params: ['a'] });
+      for (const f of frames) expect(await s.next()).toMatchObject(f);
+      s.client.close();
+      await s.served;
+    }
+  });
+
+  it('a call id already in flight ends the session', async () => {
+    const s = await session(['cancel'], { start: (() => new Promise(() => {})) as Connection['start'] });
+    await s.client.send({ t: 'call', id: 7, method: 'start', params: ['a'] });
+    await s.client.send({ t: 'call', id: 7, method: 'start', params: ['b'] });
+    expect(await s.next()).toMatchObject({ t: 'abort', code: 'PROTOCOL_ERROR', message: 'protocol error: call id 7 is already in flight' });
+    await s.served;
+  });
+
   it('the client fails its calls with the abort', async () => {
     const [c, s] = pair();
     void (async () => {
