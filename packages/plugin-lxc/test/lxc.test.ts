@@ -149,6 +149,16 @@ describe.skipIf(noRootfs)('lxc:///system with real containers', () => {
     expect((await conn.exec('shell', ['/bin/sh', '-c', 'echo $PATH'])).stdout).toSatisfy((o: Uint8Array) => text(o).includes('/usr/bin'));
   });
 
+  it('an exec over its timeout is stopped inside the container too, not only lxc-attach', async () => {
+    const marker = `${4000 + Math.floor(Math.random() * 1000)}`;
+    // The container's pid namespace is a child of ours: pgrep sees the command inside.
+    const running = () => spawnSync('pgrep', ['-f', `^sleep ${marker}$`]).status === 0;
+    const exec = conn.exec('shell', ['sleep', marker], { timeoutMs: 1000 }).then((r) => r, (x: unknown) => x);
+    await until('the command to run inside', running, 3000);
+    expect(await exec).toMatchObject({ code: 'TIMEOUT' });
+    await until('the command inside to be gone', () => !running(), 3000);
+  });
+
   it('streams the console: bytes from the container\'s /dev/console, through the relay, not the driver', async () => {
     const sock = await conn.console('shell');
     let seen = '';

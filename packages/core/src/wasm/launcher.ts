@@ -71,9 +71,14 @@ export class DirectLauncher implements Launcher {
     }
   }
 
+  /**
+   * The child leads a process group of its own, and a timeout or cancel kills the whole group:
+   * what it started and left in its group goes with it (lxc-attach's command inside a container
+   * is its child, in its group; killing lxc-attach alone left the command running).
+   */
   run(spec: LaunchSpec & { stdin?: Uint8Array; max: number }, signal: AbortSignal): Promise<Ran> {
     return new Promise((resolve, reject) => {
-      const child = spawn(spec.file, spec.args, { env: spec.env, cwd: spec.cwd, stdio: ['pipe', 'pipe', 'pipe'] });
+      const child = spawn(spec.file, spec.args, { env: spec.env, cwd: spec.cwd, stdio: ['pipe', 'pipe', 'pipe'], detached: true });
       const out: Buffer[] = [], err: Buffer[] = [];
       let outLen = 0, errLen = 0, truncated = false;
       const collect = (bufs: Buffer[], len: number, d: Buffer) => {
@@ -90,7 +95,13 @@ export class DirectLauncher implements Launcher {
       child.stderr!.on('data', (d: Buffer) => (errLen = collect(err, errLen, d)));
       child.stdin!.on('error', () => {});
       child.stdin!.end(spec.stdin ? Buffer.from(spec.stdin) : undefined);
-      signal.addEventListener('abort', () => child.kill('SIGKILL'));
+      signal.addEventListener('abort', () => {
+        try {
+          if (child.pid !== undefined) process.kill(-child.pid, 'SIGKILL');
+        } catch {
+          child.kill('SIGKILL'); // the group is gone; the child may linger as a zombie
+        }
+      });
       child.once('error', reject);
       child.once('close', (code, sig) => resolve({ code, signal: sig, stdout: new Uint8Array(Buffer.concat(out)), stderr: new Uint8Array(Buffer.concat(err)), truncated }));
     });
