@@ -166,6 +166,25 @@ export function buildVerbs(s: Session, ctx: CommandContext, failing: ErrorContex
       }
     });
 
+  verb('jobs', "List the node's queued and running jobs (the daemon's, through virtkitd)").action(async (opts: { json?: boolean }) => {
+    note('jobs');
+    const conn = await s.connection();
+    const jobs = await conn.listJobs();
+    if (json(opts)) s.printJson(jobs);
+    else s.io.out(table(['Id', 'Domain', 'Operation', 'State', 'Progress'], jobs.map((j) => [String(j.id), j.domain, j.operation, j.state, `${j.percent}% ${j.message}`.trim()])));
+  });
+
+  verb('cancel-job', 'Cancel a queued or running job by its id (see jobs)')
+    .argument('<id>', 'job id')
+    .action(async (id: string, opts: { json?: boolean }) => {
+      note('cancel-job');
+      if (!/^\d{1,15}$/.test(id)) throw new VirtkitError('INVALID_ARGUMENT', `job id ${JSON.stringify(id)} is not a number`);
+      const conn = await s.connection();
+      if (!(await conn.cancelJob(Number(id)))) throw new VirtkitError('NOT_FOUND', `no job ${id} on ${conn.uri.uri}`);
+      if (json(opts)) s.printJson({ id: Number(id), cancelled: true });
+      else s.info(`Job ${id} cancelled`);
+    });
+
   named(verb('dominfo', 'Show basic facts about a domain')).action(async (name: string, opts: { json?: boolean }) => {
     note('dominfo', name);
     const conn = await s.connection();

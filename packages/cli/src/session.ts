@@ -196,8 +196,9 @@ export function tlsFiles(env: NodeJS.ProcessEnv = process.env): { ca: string; ce
 /**
  * A node through virtkitd (DRIVER+tls:// with the tlsFiles() certificates, or DRIVER+unix://
  * with none), shaped as the Connection the verbs use. `capabilities` answers a promise here
- * (the verbs await it); `console` is the daemon's stream (feature 'streams'). What the daemon
- * does not offer (job listing, the synchronous `supports`) answers empty/false. Ctrl-C and
+ * (the verbs await it); `console` is the daemon's stream (feature 'streams'); `listJobs` and
+ * `cancelJob` are the daemon's (promises). What the daemon does not offer (the synchronous
+ * `supports`) answers false. Ctrl-C and
  * --timeout cancel a lifecycle call or an exec on the daemon (feature 'cancel'), and progress
  * comes back from it (feature 'progress'), as with a local node.
  */
@@ -236,8 +237,8 @@ async function openRemoteNode(uri: string): Promise<Connection> {
     capabilities: () => remote.capabilities(),
     supports: () => false,
     console: (name: string) => remote.console(name),
-    listJobs: () => [],
-    cancelJob: () => false,
+    listJobs: () => remote.listJobs(),
+    cancelJob: (id: number) => remote.cancelJob(id),
     close: async () => remote.close(),
   };
   return adapter as unknown as Connection;

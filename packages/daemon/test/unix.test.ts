@@ -148,6 +148,33 @@ describe('virtkitd on unix sockets', () => {
     await admin.undefine('slowboot');
   });
 
+  it('lists every client\'s jobs (read) and cancels one by id (admin), from the API and the virtkit command', async () => {
+    const admin = await dial(adminSock);
+    const viewer = await dial(roSock);
+    await admin.define({ ...web1, name: 'longboot', driver: { test: { bootDelayMs: 20_000 } } });
+    const started = admin.start('longboot').catch((e: { code: string }) => e.code);
+    let job: { id: number; domain: string; operation: string; state: string } | undefined;
+    for (let i = 0; i < 100 && !job; i++) {
+      job = (await viewer.listJobs()).find((j) => j.domain === 'longboot');
+      if (!job) await new Promise((r) => setTimeout(r, 20));
+    }
+    expect(job).toMatchObject({ domain: 'longboot', operation: 'start', state: 'running' });
+    const listed = await virtkit(['-c', `test+unix:///default?socket=${roSock}`, '--json', 'jobs']);
+    expect(JSON.parse(listed.stdout)).toEqual(expect.arrayContaining([expect.objectContaining({ id: job!.id, domain: 'longboot', operation: 'start' })]));
+    // Another client's job, whatever its domain: admin only.
+    const denied = await failure(viewer.cancelJob(job!.id));
+    expect(denied.message).toMatch(/access denied: cancelJob needs the "admin" permission/);
+    const cancelled = await virtkit(['-c', `test+unix:///default?socket=${adminSock}`, 'cancel-job', String(job!.id)]);
+    expect([cancelled.code, cancelled.stdout.trim()]).toEqual([0, `Job ${job!.id} cancelled`]);
+    expect(await started).toBe('CANCELLED');
+    expect(await admin.info('longboot')).toMatchObject({ state: 'shut-off' });
+    expect(await admin.cancelJob(job!.id)).toBe(false);
+    const none = await virtkit(['-c', `test+unix:///default?socket=${adminSock}`, 'cancel-job', String(job!.id)]);
+    expect(none.code).not.toBe(0);
+    expect(none.stderr).toMatch(/NOT_FOUND: no job \d+ on test\+unix:/);
+    await admin.undefine('longboot');
+  });
+
   it('serves the virtkit command on a +unix URI without certificates', async () => {
     const r = await virtkit(['-c', `test+unix:///default?socket=${roSock}`, 'list', '--all']);
     expect(r.stderr).toBe('');

@@ -1,6 +1,6 @@
 // The client side: a Connection-shaped object whose methods run on a remote daemon.
 import { Duplex } from 'node:stream';
-import { ErrorCodes, VirtkitError, type Capabilities, type DomainConfig, type DomainConnection, type DomainEvent, type DomainInfo, type DomainStatus, type DomainSummary, type ErrorCode, type ExecOptions, type ExecResult, type FieldError, type JobOptions, type NodeInfo } from '@virtkit/core';
+import { ErrorCodes, VirtkitError, type Capabilities, type DomainConfig, type DomainConnection, type DomainEvent, type DomainInfo, type DomainStatus, type DomainSummary, type ErrorCode, type ExecOptions, type ExecResult, type FieldError, type JobInfo, type JobOptions, type NodeInfo } from '@virtkit/core';
 import type { RpcChannel } from './channel.js';
 import { execParams, execResultOf } from './exec.js';
 import { CANCEL_FEATURE, decodeValue, encodeValue, FEATURES, isObject, PROGRESS_FEATURE, PROTOCOL_VERSIONS, SUBSCRIBE_EVENTS } from './protocol.js';
@@ -440,6 +440,14 @@ export class RemoteConnection implements DomainConnection {
   }
   supports(what: string): Promise<boolean> {
     return this.call('supports', what);
+  }
+  /** The node's jobs in the daemon, queued or running (every client's). */
+  listJobs(): Promise<JobInfo[]> {
+    return this.call('listJobs');
+  }
+  /** Cancels a job by id (any client's: admin in virtkitd's policy); false when there is no such job. */
+  cancelJob(id: number): Promise<boolean> {
+    return this.call('cancelJob', id);
   }
 
   /**

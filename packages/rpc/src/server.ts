@@ -109,6 +109,14 @@ const METHODS: ReadonlyMap<string, Handler> = new Map<string, Handler>([
     },
   ],
   ['supports', (c, p) => c.supports(str(p, 0, 'operation or feature'))],
+  ['listJobs', (c) => c.listJobs()],
+  [
+    'cancelJob',
+    (c, p) => {
+      if (typeof p[0] !== 'number' || !Number.isSafeInteger(p[0])) throw new VirtkitError('INVALID_ARGUMENT', 'parameter 1 (job id) must be an integer');
+      return c.cancelJob(p[0]);
+    },
+  ],
   // What the node kept after a seq, then done (events.subscribe follows instead).
   [
     'eventsSince',

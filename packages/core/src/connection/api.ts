@@ -7,7 +7,7 @@ import type { Duplex } from 'node:stream';
 import type { DomainConfig } from '../config/validate.js';
 import type { DomainEvent, DomainInfo, DomainStatus, NodeInfo } from '../types.js';
 import type { ExecOptions, ExecResult } from './exec.js';
-import type { JobOptions } from '../jobs/jobs.js';
+import type { JobInfo, JobOptions } from '../jobs/jobs.js';
 
 export interface DomainSummary {
   name: string;
@@ -55,6 +55,10 @@ export interface DomainConnection {
   /** Whether the driver implements an operation or names a feature. */
   supports(what: string): boolean | Promise<boolean>;
   setAutostart(name: string, on: boolean): Promise<void>;
+  /** The jobs (lifecycle operations) queued or running on this node, in this manager (embedded) or in virtkitd (remote). */
+  listJobs(): JobInfo[] | Promise<JobInfo[]>;
+  /** Cancels a job by id; false when there is no such job. */
+  cancelJob(id: number): boolean | Promise<boolean>;
   /** Calls `listener` for each lifecycle event; returns the function that stops it. */
   onEvent(listener: (e: DomainEvent) => void): () => void;
   /** Lifecycle events as an async iterator; `since` replays what the node kept after that seq. */
