@@ -25,7 +25,7 @@ export interface DaemonConfig {
   pki: { ca: string; cert: string; key: string };
   host: Pick<HostOptions, 'stateRoot' | 'runtimeRoot' | 'cacheDir' | 'pluginPaths' | 'policy' | 'stepTimeoutMs'>;
   access: { identities: IdentityRule[] };
-  limits: { maxFrameBytes?: number; handshakeTimeoutMs?: number; idleTimeoutMs?: number };
+  limits: { maxFrameBytes?: number; handshakeTimeoutMs?: number; idleTimeoutMs?: number; maxCallsPerConnection?: number };
   /** Local node URIs (DRIVER:///PATH) opened at start; their autostart domains are started. */
   nodes: string[];
 }
@@ -167,12 +167,13 @@ export function parseDaemonConfig(doc: unknown, file: string | undefined): Daemo
   }
 
   const l = obj(c.limits, '/limits');
-  known(l, '/limits', ['maxFrameBytes', 'handshakeTimeoutMs', 'idleTimeoutMs']);
+  known(l, '/limits', ['maxFrameBytes', 'handshakeTimeoutMs', 'idleTimeoutMs', 'maxCallsPerConnection']);
   const limits: DaemonConfig['limits'] = {};
   // At least 32 KiB: a stream data frame (16 KiB of bytes, base64 in JSON) must fit.
   if (l.maxFrameBytes !== undefined) limits.maxFrameBytes = int(l.maxFrameBytes, '/limits/maxFrameBytes', 32 * 1024, 1024 * 1024 * 1024);
   if (l.handshakeTimeoutMs !== undefined) limits.handshakeTimeoutMs = int(l.handshakeTimeoutMs, '/limits/handshakeTimeoutMs', 1, 600_000);
   if (l.idleTimeoutMs !== undefined) limits.idleTimeoutMs = int(l.idleTimeoutMs, '/limits/idleTimeoutMs', 0, 86_400_000);
+  if (l.maxCallsPerConnection !== undefined) limits.maxCallsPerConnection = int(l.maxCallsPerConnection, '/limits/maxCallsPerConnection', 1, 100_000);
 
   const nodes: string[] = [];
   if (c.nodes !== undefined) {

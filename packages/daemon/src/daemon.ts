@@ -199,6 +199,7 @@ export class Daemon {
     };
     const allowed = authorizer(peer, rule);
     await serveConnection(wrapped, conn, {
+      ...(this.config.limits.maxCallsPerConnection !== undefined ? { maxCallsInFlight: this.config.limits.maxCallsPerConnection } : {}),
       authorize: (_peer, method, params) => {
         try {
           allowed(method, params);

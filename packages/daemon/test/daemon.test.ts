@@ -101,6 +101,8 @@ describe('config', () => {
     expect(() => parseDaemonConfig({ listen: [], unix: { admin: false, readOnly: false } }, '/x.json')).toThrow(/\/listen: .*nothing to listen on/);
     expect(parseDaemonConfig({ unix: { admin: 'a.sock', readOnly: false } }, '/etc/x.json').unix).toEqual({ admin: '/etc/a.sock', readOnly: false });
     expect(parseDaemonConfig({}, undefined).unix.admin).toMatch(/\/virtkitd-admin\.sock$/);
+    expect(parseDaemonConfig({ limits: { maxCallsPerConnection: 8 } }, undefined).limits).toEqual({ maxCallsPerConnection: 8 });
+    expect(() => parseDaemonConfig({ limits: { maxCallsPerConnection: 0 } }, '/x.json')).toThrow(/\/limits\/maxCallsPerConnection: must be an integer/);
   });
 });
 

@@ -23,7 +23,7 @@ export {
   type ServerMessage,
   type Welcome,
 } from './protocol.js';
-export { METHOD_NAMES, serveConnection, ServedCall, type ServeOptions } from './server.js';
+export { DEFAULT_MAX_CALLS_IN_FLIGHT, METHOD_NAMES, serveConnection, ServedCall, type ServeOptions } from './server.js';
 export { MAX_STREAMS_PER_SESSION, STREAM_CHUNK_BYTES, STREAM_WINDOW_BYTES, STREAMS_FEATURE, type AckFrame, type CloseFrame, type DataFrame, type EndFrame, type StreamFrame } from './stream.js';
 export { DEFAULT_KEEPALIVE_MS, openRemote, RemoteConnection, RemoteStream, type RemoteOptions } from './client.js';
 export { connect, connectRemote, DEFAULT_DAEMON_PORT, defaultUnixSocket, nodeUriOf, type ConnectRemoteOptions } from './remote.js';

@@ -20,7 +20,15 @@ export interface ServeOptions<P = unknown> {
    * `source-closed` (e.g. the domain stopped), `session-ended`, or an error code.
    */
   onStream?(e: { event: 'open' | 'closed'; stream: number; method: string; params: readonly unknown[]; reason?: string }): void;
+  /**
+   * Calls one session may have in flight (default DEFAULT_MAX_CALLS_IN_FLIGHT); one more is
+   * answered at once with OPERATION_INVALID, and the session goes on. Bounds what one client
+   * can make the daemon hold (each call: its params, a job or a driver operation).
+   */
+  maxCallsInFlight?: number;
 }
+
+export const DEFAULT_MAX_CALLS_IN_FLIGHT = 64;
 
 /**
  * One call being served. `signal` is aborted when the client cancels the call (feature
@@ -203,6 +211,7 @@ export async function serveConnection<C extends RpcChannel>(channel: C, conn: Co
   const onProgress = agreed.includes(PROGRESS_FEATURE) ? (id: number, percent: number, message: string) => void send({ t: 'progress', id, percent, message }) : undefined;
   /** Calls in flight, by id: what a cancel (or the session's end) aborts. */
   const inflight = new Map<number, ServedCall>();
+  const maxCalls = opts.maxCallsInFlight ?? DEFAULT_MAX_CALLS_IN_FLIGHT;
   await send({ t: 'welcome', version: 1, features: agreed, node: { uri: conn.uri.uri } });
 
   const sendStream = (f: StreamFrame) => channel.send(f);
@@ -396,6 +405,10 @@ export async function serveConnection<C extends RpcChannel>(channel: C, conn: Co
           // Its answer, and a cancel, could only reach one of the two.
           await abort(`call id ${m.id} is already in flight`);
           break;
+        }
+        if (inflight.size >= maxCalls) {
+          void send({ t: 'error', id: m.id, code: 'OPERATION_INVALID', message: `at most ${maxCalls} calls may be in flight on one connection: wait for some to finish` });
+          continue;
         }
         void handle(m.id, m.method, decodeValue(m.params) as unknown[]);
       } else if (m.t === 'cancel') {

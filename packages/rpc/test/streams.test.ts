@@ -11,7 +11,7 @@ import { Duplex } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { VirtkitError, type Connection } from '@virtkit/core';
 import { connect as dialTls, initCa, issueClient, issueServer, listen, type Channel, type Listener } from '@virtkit/transport-tls';
-import { openRemote, serveConnection, STREAM_CHUNK_BYTES, STREAM_WINDOW_BYTES, type RemoteConnection, type RemoteStream } from '../src/index.js';
+import { openRemote, serveConnection, STREAM_CHUNK_BYTES, STREAM_WINDOW_BYTES, type RemoteConnection, type RemoteStream, type ServeOptions } from '../src/index.js';
 import { pair } from './mem.js';
 
 const tmp = mkdtempSync(join(tmpdir(), 'vk-streams-'));
@@ -206,9 +206,9 @@ describe('console streams over TLS', () => {
 
 describe('protocol violations are PROTOCOL_ERROR', () => {
   /** A served session on an in-memory pair; `raw` reads what the server sends. */
-  async function session(features = ['events-resume', 'streams'], conn: Partial<Connection> = {}) {
+  async function session(features = ['events-resume', 'streams'], conn: Partial<Connection> = {}, opts: ServeOptions = {}) {
     const [client, server] = pair();
-    const served = serveConnection(server, { uri: { uri: 'test:///x' }, ...conn } as Connection);
+    const served = serveConnection(server, { uri: { uri: 'test:///x' }, ...conn } as Connection, opts);
     const it = client.frames[Symbol.asyncIterator]();
     await client.send({ t: 'hello', versions: [1], features });
     const welcome = (await it.next()).value;
@@ -282,6 +282,23 @@ describe('protocol violations are PROTOCOL_ERROR', () => {
       s.client.close();
       await s.served;
     }
+  });
+
+  it('answers a call over the in-flight limit at once with OPERATION_INVALID; the session goes on', async () => {
+    const waiting: Array<() => void> = [];
+    const parked = () => new Promise((resolve) => waiting.push(() => resolve({ state: 'running', reason: 'booted' })));
+    const s = await session([], { start: parked as Connection['start'] }, { maxCallsInFlight: 2 });
+    for (const id of [1, 2, 3]) await s.client.send({ t: 'call', id, method: 'start', params: ['a'] });
+    expect(await s.next()).toMatchObject({ t: 'error', id: 3, code: 'OPERATION_INVALID', message: 'at most 2 calls may be in flight on one connection: wait for some to finish' });
+    waiting.shift()!();
+    expect(await s.next()).toMatchObject({ t: 'result', id: 1 });
+    await s.client.send({ t: 'call', id: 4, method: 'start', params: ['a'] });
+    for (const w of waiting.splice(0)) w();
+    expect(await s.next()).toMatchObject({ t: 'result', id: 2 });
+    for (const w of waiting.splice(0)) w();
+    expect(await s.next()).toMatchObject({ t: 'result', id: 4 });
+    s.client.close();
+    await s.served;
   });
 
   it('a call id already in flight ends the session', async () => {
