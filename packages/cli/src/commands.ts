@@ -366,12 +366,14 @@ export function buildVerbs(s: Session, ctx: CommandContext, failing: ErrorContex
       s.printJson(plugins);
       return;
     }
-    const grants = (g: Record<string, string[] | undefined>) =>
+    // An executable grant may pin its arguments ({ path, args }): shown as the policy errors show it.
+    const entry = (v: string | { path: string; args: string }) => (typeof v === 'string' ? v : `${v.path} (args ${v.args})`);
+    const grants = (g: Record<string, Array<string | { path: string; args: string }> | undefined>) =>
       Object.entries(g)
         .filter(([, v]) => v?.length)
-        .map(([k, v]) => `${k}: ${v!.join(', ')}`)
+        .map(([k, v]) => `${k}: ${v!.map(entry).join(', ')}`)
         .join('; ') || 'none';
-    s.io.out(table(['Name', 'Version', 'Schemes', 'World', 'Grants requested'], plugins.map((p) => [p.name, p.version, p.schemes.map((x) => `${x}://`).join(', '), p.world, grants(p.grants as Record<string, string[] | undefined>)])));
+    s.io.out(table(['Name', 'Version', 'Schemes', 'World', 'Grants requested'], plugins.map((p) => [p.name, p.version, p.schemes.map((x) => `${x}://`).join(', '), p.world, grants(p.grants as Record<string, Array<string | { path: string; args: string }> | undefined>)])));
   });
 
   verb('events', 'Print lifecycle events: SEQ TIME DOMAIN KIND REASON')

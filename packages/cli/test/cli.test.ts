@@ -286,6 +286,9 @@ describe('node documents, plugins, help', () => {
     expect(r.code).toBe(0);
     expect(r.stdout).toMatch(/^\s*Name\s+Version\s+Schemes\s+World/);
     expect(r.stdout).toMatch(/^\s*@virtkit\/plugin-test\s+\d+\.\d+\.\d+\s+test:\/\/\s+virtkit:driver\/hypervisor-driver@/m);
+    // An argument-pinned executable grant (plugin-kvm's ip link) reads as the policy's errors write it.
+    expect(r.stdout).toMatch(/^\s*@virtkit\/plugin-kvm\s.*executables: \/usr\/bin\/qemu-system-x86_64, \/usr\/sbin\/ip \(args link set dev .+\)/m);
+    expect(r.stdout).not.toContain('[object Object]');
     const j = await virtkit(['--json', 'plugins']);
     expect(JSON.parse(j.stdout)).toContainEqual(expect.objectContaining({ name: '@virtkit/plugin-test', schemes: ['test'], grants: {} }));
   });
