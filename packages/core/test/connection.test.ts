@@ -212,6 +212,26 @@ describe('event replay without following', () => {
     await c.close();
     await host.close();
   });
+
+  it('drops a consumer that falls too far behind, naming the seq to resume from; nothing is lost', async () => {
+    const host = await testHost();
+    const c = await connect('test:///default', { host });
+    const slow = c.events({ maxQueued: 3 });
+    await c.suspend('test'); // seq 1
+    expect((await slow.next()).value).toMatchObject({ seq: 1, kind: 'suspended' });
+    for (let i = 0; i < 2; i++) {
+      await c.resume('test');
+      await c.suspend('test');
+    } // seqs 2..5: one more than it may hold
+    const e = await failure(slow.next());
+    expect(e.code).toBe('IO_ERROR');
+    expect(e.message).toBe('the event consumer fell 3 events behind and was dropped: resume with since 1');
+    const resumed: number[] = [];
+    for await (const x of c.events({ since: 1, follow: false })) resumed.push(x.seq);
+    expect(resumed).toEqual([2, 3, 4, 5]);
+    await c.close();
+    await host.close();
+  });
 });
 
 describe('autostart', () => {

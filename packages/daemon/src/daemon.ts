@@ -118,6 +118,12 @@ export class Daemon {
     }
   }
 
+  /** Whether a peer may ask for this node (see serve). */
+  private serves(p: ReturnType<typeof parseUri>): boolean {
+    if (this.config.nodes.includes(p.uri)) return true;
+    return Object.keys(p.params).length === 0 && (p.path === '/system' || p.path === '/default');
+  }
+
   /** The node's shared Connection, opened on first use; a failed open is retried next time. */
   private node(uri: string): Promise<Connection> {
     let p = this.nodes.get(uri);
@@ -157,6 +163,10 @@ export class Daemon {
     try {
       const p = parseUri(nodeUri);
       if (p.transport || p.host) throw new VirtkitError('INVALID_ARGUMENT', `${nodeUri} is not a node of this daemon: name it as DRIVER:///PATH`);
+      // Only the nodes this daemon serves: DRIVER:///system and DRIVER:///default, and those the
+      // config lists. A peer must not make the daemon open a node of its choosing: a path
+      // (test:///FILE reads a node document as root) or a new node per query string.
+      if (!this.serves(p)) throw new VirtkitError('NO_SUPPORT', `${nodeUri} is not served by this daemon: it serves DRIVER:///system, DRIVER:///default and the nodes its config lists (nodes)`);
     } catch (e) {
       return refuse(codeOf(e), messageOf(e));
     }
@@ -166,7 +176,8 @@ export class Daemon {
       try {
         conn = await this.node(nodeUri);
       } catch (e) {
-        return refuse(codeOf(e), `cannot open ${nodeUri}: ${messageOf(e)}`);
+        // The reason is in the daemon's log (node-open-failed): it may name host files.
+        return refuse(codeOf(e), `cannot open ${nodeUri} (the daemon's log says why)`);
       }
       this.log('info', 'peer-connected', { ...who, role: rule.role, ...(rule.domains ? { domains: rule.domains } : {}), node: nodeUri });
     } else {

@@ -9,7 +9,7 @@ export type Permission = 'read' | 'lifecycle' | 'admin';
 // listJobs shows every client's jobs (domain names, operations), as listDomains shows every
 // domain; cancelJob can stop any client's job, whatever its domain: admin (an operator cancels
 // its own calls with their signal, the rpc feature 'cancel').
-const READ = ['listDomains', 'info', 'getConfig', 'nodeInfo', 'capabilities', 'supports', 'events.subscribe', 'listJobs'];
+const READ = ['listDomains', 'info', 'getConfig', 'nodeInfo', 'capabilities', 'supports', 'events.subscribe', 'eventsSince', 'listJobs'];
 // console: operator-level on the domain (a console can log in, like libvirt's domain.open-console).
 // exec is admin: it runs any command as root inside the domain, and a privileged container's
 // root is close to the host's root.

@@ -175,6 +175,16 @@ describe('virtkitd on unix sockets', () => {
     await admin.undefine('longboot');
   });
 
+  it('serves only its own nodes: a peer cannot make it open a path of its choosing', async () => {
+    // test:///PATH would read a node document as root; a query string would open a new node.
+    for (const uri of [`test+unix:///etc/shadow?socket=${roSock}`, `test+unix:///default?socket=${roSock}&x=1`]) {
+      const e = await failure(connectRemote(uri, { keepaliveMs: 0 }));
+      expect(e.code).toBe('NO_SUPPORT');
+      expect(e.message).toMatch(/is not served by this daemon/);
+      expect(e.message).not.toMatch(/root:/);
+    }
+  });
+
   it('serves the virtkit command on a +unix URI without certificates', async () => {
     const r = await virtkit(['-c', `test+unix:///default?socket=${roSock}`, 'list', '--all']);
     expect(r.stderr).toBe('');

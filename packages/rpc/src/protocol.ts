@@ -1,5 +1,5 @@
 // The virtkit remote protocol: JSON messages, one per transport frame. See README.md.
-import type { DomainEvent, FieldError } from '@virtkit/core';
+import { VirtkitError, type DomainEvent, type FieldError } from '@virtkit/core';
 import type { StreamFrame } from './stream.js';
 
 /** Protocol versions this implementation speaks, newest last. */
@@ -119,20 +119,33 @@ function setOwn(out: Record<string, unknown>, k: string, x: unknown): void {
   else out[k] = x;
 }
 
+/**
+ * Bounds on what a peer's value may make decodeValue do: parsing a bigint costs more than
+ * linear time in its digits (a 16 MiB one took seconds), and a walk as deep as the value
+ * overflows the stack. The API's bigints are u64 and i64 (20 digits); configs nest a few levels.
+ */
+export const MAX_BIG_DIGITS = 64;
+export const MAX_VALUE_DEPTH = 64;
+
 function isBig(v: object): v is { $big: string } {
   if (!Object.hasOwn(v, BIG)) return false; // most objects: no key list to build
   const keys = Object.keys(v);
-  return keys.length === 1 && keys[0] === BIG && typeof (v as Record<string, unknown>)[BIG] === 'string' && /^-?\d+$/.test((v as Record<string, string>)[BIG]!);
+  if (keys.length !== 1 || keys[0] !== BIG || typeof (v as Record<string, unknown>)[BIG] !== 'string') return false;
+  const s = (v as Record<string, string>)[BIG]!;
+  if (!/^-?\d+$/.test(s)) return false;
+  if (s.length > MAX_BIG_DIGITS + 1) throw new VirtkitError('PROTOCOL_ERROR', `protocol error: a $big of ${s.length} characters (at most ${MAX_BIG_DIGITS} digits)`);
+  return true;
 }
 
-/** The inverse of encodeValue (typed arrays come back as plain arrays). */
-export function decodeValue(v: unknown): unknown {
+/** The inverse of encodeValue (typed arrays come back as plain arrays). PROTOCOL_ERROR past the bounds above. */
+export function decodeValue(v: unknown, depth = 0): unknown {
   if (v === null || typeof v !== 'object') return v;
-  if (Array.isArray(v)) return v.map(decodeValue);
+  if (depth >= MAX_VALUE_DEPTH) throw new VirtkitError('PROTOCOL_ERROR', `protocol error: a value nested deeper than ${MAX_VALUE_DEPTH} levels`);
+  if (Array.isArray(v)) return v.map((x) => decodeValue(x, depth + 1));
   if (isBig(v)) return BigInt(v.$big);
   const out: Record<string, unknown> = {};
   // Own data properties only; a "__proto__" key stays a plain key.
-  for (const k of Object.keys(v)) setOwn(out, k, decodeValue((v as Record<string, unknown>)[k]));
+  for (const k of Object.keys(v)) setOwn(out, k, decodeValue((v as Record<string, unknown>)[k], depth + 1));
   return out;
 }
 

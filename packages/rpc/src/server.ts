@@ -337,7 +337,7 @@ export async function serveConnection<C extends RpcChannel>(channel: C, conn: Co
     try {
       const handler = method === SUBSCRIBE_EVENTS ? undefined : METHODS.get(method);
       const opener = STREAM_METHODS.get(method);
-      if (method !== SUBSCRIBE_EVENTS && !handler && !opener) throw new VirtkitError('NO_SUPPORT', `unknown method ${JSON.stringify(method)}`);
+      if (method !== SUBSCRIBE_EVENTS && !handler && !opener) throw new VirtkitError('NO_SUPPORT', `unknown method ${JSON.stringify(method.length > 64 ? `${method.slice(0, 64)}...` : method)}`);
       if (opener) {
         if (!streamsOn) throw new VirtkitError('PROTOCOL_ERROR', `protocol error: ${method} opens a stream, and the "${STREAMS_FEATURE}" feature was not negotiated`);
         if (streams.size + opening >= MAX_STREAMS_PER_SESSION) throw new VirtkitError('OPERATION_INVALID', `at most ${MAX_STREAMS_PER_SESSION} streams may be open on one connection`);
@@ -367,7 +367,6 @@ export async function serveConnection<C extends RpcChannel>(channel: C, conn: Co
       reply = errorReply(id, e, method, opts.onError);
     } finally {
       if (reserved) opening--;
-      if (inflight.get(id) === call) inflight.delete(id);
     }
     try {
       await channel.send(encodeValue(reply));
@@ -377,6 +376,10 @@ export async function serveConnection<C extends RpcChannel>(channel: C, conn: Co
       if ((e as { code?: unknown }).code === 'FRAME_TOO_LARGE') {
         await send({ t: 'error', id, code: 'IO_ERROR', message: `the reply to ${method} does not fit in one frame (${(e as Error).message}); ask for less (e.g. a smaller output bound) or raise the maximum frame size` });
       }
+    } finally {
+      // Counted until its reply is written: a peer that does not read its answers cannot
+      // pile up more than maxCallsInFlight of them.
+      if (inflight.get(id) === call) inflight.delete(id);
     }
     if (after) void after();
   };
@@ -410,7 +413,14 @@ export async function serveConnection<C extends RpcChannel>(channel: C, conn: Co
           void send({ t: 'error', id: m.id, code: 'OPERATION_INVALID', message: `at most ${maxCalls} calls may be in flight on one connection: wait for some to finish` });
           continue;
         }
-        void handle(m.id, m.method, decodeValue(m.params) as unknown[]);
+        let params: unknown[];
+        try {
+          params = decodeValue(m.params) as unknown[];
+        } catch (e) {
+          await abort((e as Error).message.replace(/^protocol error: /, ''));
+          break;
+        }
+        void handle(m.id, m.method, params);
       } else if (m.t === 'cancel') {
         if (!cancelOn) {
           await abort(`a cancel needs the "${CANCEL_FEATURE}" feature, which was not negotiated`);
@@ -432,6 +442,9 @@ export async function serveConnection<C extends RpcChannel>(channel: C, conn: Co
   } catch {
     // the channel failed: treated as closed
   } finally {
+    // However the session ended, the connection goes with it (a session that stopped reading
+    // must not leave its socket open).
+    channel.close();
     stop.abort();
     for (const call of inflight.values()) if (ENDS_WITH_SESSION.has(call.method)) call.cancel(new VirtkitError('CANCELLED', 'the client went away'));
     inflight.clear();

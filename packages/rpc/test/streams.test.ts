@@ -301,6 +301,29 @@ describe('protocol violations are PROTOCOL_ERROR', () => {
     await s.served;
   });
 
+  it('a value past the decoding bounds ends the session before any handler runs; a long unknown method is not echoed whole', async () => {
+    let deep: unknown = 1;
+    for (let i = 0; i < 100; i++) deep = [deep];
+    for (const [params, why] of [
+      [[{ $big: '9'.repeat(5000) }], /a \$big of 5000 characters \(at most 64 digits\)/],
+      [[deep], /a value nested deeper than 64 levels/],
+    ] as const) {
+      let ran = false;
+      const s = await session(['cancel'], { info: (async () => { ran = true; }) as unknown as Connection['info'] });
+      await s.client.send({ t: 'call', id: 1, method: 'info', params });
+      expect(await s.next()).toMatchObject({ t: 'abort', code: 'PROTOCOL_ERROR', message: expect.stringMatching(why) });
+      await s.served;
+      expect(ran).toBe(false);
+    }
+    const s = await session([]);
+    await s.client.send({ t: 'call', id: 1, method: 'm'.repeat(100_000), params: [] });
+    const e = (await s.next()) as { code: string; message: string };
+    expect(e.code).toBe('NO_SUPPORT');
+    expect(e.message.length).toBeLessThan(200);
+    s.client.close();
+    await s.served;
+  });
+
   it('a call id already in flight ends the session', async () => {
     const s = await session(['cancel'], { start: (() => new Promise(() => {})) as Connection['start'] });
     await s.client.send({ t: 'call', id: 7, method: 'start', params: ['a'] });

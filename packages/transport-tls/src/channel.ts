@@ -70,6 +70,12 @@ export interface ChannelOptions {
   maxFrameBytes?: number;
   /** Close the channel when no frame has been received for this long; 0 disables. Default 30 s. */
   idleTimeoutMs?: number;
+  /**
+   * Frames written but not yet taken by the peer, in bytes, beyond which the peer is deemed not
+   * to read and the channel is closed (PEER_NOT_READING). Default: twice maxFrameBytes. Keeps a
+   * peer that sends (calls, pings) without reading the answers from growing our memory.
+   */
+  maxBufferedBytes?: number;
 }
 
 /**
@@ -112,6 +118,7 @@ export class SocketChannel extends EventEmitter implements Channel {
   private closing = false; // no more sends, no more frames accepted
   private idleTimer: NodeJS.Timeout | undefined;
   private graceTimer: NodeJS.Timeout | undefined;
+  private readonly maxBufferedBytes: number;
 
   constructor(
     private readonly socket: Socket,
@@ -121,6 +128,7 @@ export class SocketChannel extends EventEmitter implements Channel {
     super();
     this.peer = peer;
     this.maxFrameBytes = opts.maxFrameBytes ?? DEFAULT_MAX_FRAME_BYTES;
+    this.maxBufferedBytes = opts.maxBufferedBytes ?? 2 * this.maxFrameBytes;
     this.reader = new FrameReader({ maxFrameBytes: this.maxFrameBytes });
     const idle = opts.idleTimeoutMs ?? DEFAULT_IDLE_TIMEOUT_MS;
     if (idle > 0) {
@@ -166,6 +174,13 @@ export class SocketChannel extends EventEmitter implements Channel {
       frame = encodeFrame(value, this.maxFrameBytes);
     } catch (e) {
       return Promise.reject(e);
+    }
+    const queued = this.socket.writableLength;
+    if (queued > 0 && queued + frame.length > this.maxBufferedBytes) {
+      // It would not read a close notice either: end the connection.
+      this.reason ??= { code: 'PEER_NOT_READING', message: `the peer left ${queued} bytes unread (limit ${this.maxBufferedBytes})` };
+      this.socket.destroy();
+      return Promise.reject(new ChannelClosedError(this.reason));
     }
     return new Promise((resolve, reject) => {
       this.socket.write(frame, (err) => (err ? reject(err) : resolve()));

@@ -99,8 +99,22 @@ async function removeStale(path: string): Promise<void> {
 }
 
 /**
- * Listens on a unix-domain socket at `path` (its parent directory is created 0755 if missing;
- * a stale socket file is replaced) with permission bits `mode`; every connection becomes a
+ * The socket's directory must be ours: owned by this process's user (or root), a real
+ * directory, writable by nobody else. In a shared directory (/tmp/virtkit-UID made by another
+ * user first), another user could rename our socket and listen in its place, and our clients
+ * would talk to them.
+ */
+async function checkSocketDir(dir: string): Promise<void> {
+  const st = await lstat(dir);
+  const uid = process.getuid?.();
+  if (!st.isDirectory()) throw new TransportError('EINVAL', `${dir} is not a directory (a symlink?): not listening in it`);
+  if (uid !== undefined && st.uid !== uid && st.uid !== 0) throw new TransportError('EPERM', `${dir} belongs to uid ${st.uid}, not to this process (uid ${uid}): not listening in it`);
+  if ((st.mode & 0o022) !== 0 && (st.mode & 0o1000) === 0) throw new TransportError('EPERM', `${dir} is writable by others (mode ${(st.mode & 0o7777).toString(8)}): not listening in it`);
+}
+
+/**
+ * Listens on a unix-domain socket at `path` (its parent directory is created 0755 if missing,
+ * and must belong to this user and be writable by no one else; a stale socket file is replaced) with permission bits `mode`; every connection becomes a
  * Channel whose peer is `{ subject: { CN: identity }, fingerprint256: '', authorized: true, transport: 'unix' }`.
  */
 export async function listenUnix(opts: ListenUnixOptions): Promise<UnixListener> {
@@ -109,6 +123,7 @@ export async function listenUnix(opts: ListenUnixOptions): Promise<UnixListener>
   if (!Number.isInteger(opts.mode) || opts.mode < 0 || opts.mode > 0o777) throw new RangeError(`mode must be permission bits (0 to 0o777), got ${opts.mode}`);
   const path = opts.path;
   await mkdir(dirname(path), { recursive: true, mode: 0o755 });
+  await checkSocketDir(dirname(path));
   await removeStale(path);
 
   const channels = new Set<SocketChannel>();

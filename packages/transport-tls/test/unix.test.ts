@@ -1,4 +1,6 @@
-import { lstatSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, chownSync, lstatSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { once } from 'node:events';
+import { createConnection } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -40,6 +42,49 @@ describe('unix transport', () => {
     const l = await listenUnix({ path, mode: 0o666, identity: 'x', onChannel() {} });
     expect(lstatSync(path).mode & 0o777).toBe(0o666);
     await expect(listenUnix({ path, mode: 0o666, identity: 'x', onChannel() {} })).rejects.toThrow(/another process is listening/);
+    await l.close();
+  });
+
+  it('refuses a socket directory another user owns, or that others may write', async () => {
+    const theirs = join(tmp, 'theirs');
+    mkdirSync(theirs, { mode: 0o755 });
+    chownSync(theirs, 65534, 65534); // as an attacker would have made /tmp/virtkit-UID first
+    await expect(listenUnix({ path: join(theirs, 'a.sock'), mode: 0o600, identity: 'x', onChannel() {} })).rejects.toThrow(/belongs to uid 65534, not to this process/);
+    const open = join(tmp, 'open');
+    mkdirSync(open);
+    chmodSync(open, 0o777);
+    await expect(listenUnix({ path: join(open, 'a.sock'), mode: 0o600, identity: 'x', onChannel() {} })).rejects.toThrow(/is writable by others \(mode 777\)/);
+  });
+
+  it('closes the channel of a peer that sends without reading what it is sent (PEER_NOT_READING)', async () => {
+    const path = join(tmp, 'deaf.sock');
+    let closed: ((r: unknown) => void) | undefined;
+    const reason = new Promise((r) => (closed = r));
+    const l = await listenUnix({
+      path,
+      mode: 0o600,
+      identity: 'x',
+      maxFrameBytes: 64 * 1024,
+      async onChannel(ch) {
+        (ch as unknown as { on(e: string, f: (r: unknown) => void): void }).on('close', (r) => closed!(r));
+        // Each frame in gets a big answer out, which the peer never reads (not awaited: as the
+        // rpc server answers concurrent calls and pings).
+        for await (const m of ch.frames) void ch.send({ echo: m, pad: 'x'.repeat(60 * 1024) }).catch(() => {});
+      },
+    });
+    const raw = createConnection(path);
+    raw.pause(); // never reads
+    raw.on('error', () => {}); // EPIPE once the server gave up on it
+    await once(raw, 'connect');
+    const frame = Buffer.from(JSON.stringify({ hi: 1 }));
+    const header = Buffer.alloc(4);
+    header.writeUInt32BE(frame.length);
+    for (let i = 0; i < 2000 && !raw.destroyed; i++) {
+      raw.write(Buffer.concat([header, frame]));
+      if (i % 50 === 0) await new Promise((r) => setTimeout(r, 5));
+    }
+    expect(await reason).toMatchObject({ code: 'PEER_NOT_READING' });
+    raw.destroy();
     await l.close();
   });
 

@@ -479,7 +479,7 @@ export class Connection implements DomainConnection {
    * Lifecycle events as an async iterator; `since` replays what the node kept after that
    * seq; `follow: false` ends after the replay instead of waiting for new events.
    */
-  events(opts: { since?: number; follow?: boolean; signal?: AbortSignal } = {}): AsyncIterableIterator<DomainEvent> {
+  events(opts: { since?: number; follow?: boolean; signal?: AbortSignal; maxQueued?: number } = {}): AsyncIterableIterator<DomainEvent> {
     return this.hub.iterate(opts);
   }
 

@@ -1,7 +1,13 @@
 // Lifecycle events of one node: numbered and persisted by the store, then delivered to
-// callbacks and async iterators. A slow iterator buffers; it never blocks the node.
+// callbacks and async iterators. A slow iterator buffers; it never blocks the node. One that
+// falls too far behind fails, naming the seq to resume from (the journal keeps the events).
+import { VirtkitError } from '../errors.js';
 import type { StateStore } from '../store/store.js';
+import { JOURNAL_MAX_EVENTS } from '../store/memory-store.js';
 import type { DomainEvent, DriverLifecycleEvent } from '../types.js';
+
+/** Events an iterator may hold undelivered: a whole journal's replay and as much again live. */
+export const MAX_QUEUED_EVENTS = 2 * JOURNAL_MAX_EVENTS;
 
 export type EventListener = (e: DomainEvent) => void;
 
@@ -33,15 +39,27 @@ export class EventHub {
 
   /**
    * Events as an async iterator. With `since`, first replays what the store still has after
-   * that seq, then follows live ones, without gaps or duplicates.
+   * that seq, then follows live ones, without gaps or duplicates. A consumer that leaves more
+   * than `maxQueued` (default MAX_QUEUED_EVENTS) undelivered gets IO_ERROR from `next`, naming
+   * the seq to resume from with `since`: its memory stays bounded, nothing is lost.
    */
-  iterate(opts: { since?: number; follow?: boolean; signal?: AbortSignal } = {}): AsyncIterableIterator<DomainEvent> {
+  iterate(opts: { since?: number; follow?: boolean; signal?: AbortSignal; maxQueued?: number } = {}): AsyncIterableIterator<DomainEvent> {
     const queue: DomainEvent[] = [];
     let wake: (() => void) | undefined;
     let done = false;
     let last = opts.since ?? -1;
+    /** The seq of the last event `next` gave out: where to resume from. */
+    let delivered = opts.since ?? 0;
+    let overflow: VirtkitError | undefined;
+    const limit = opts.maxQueued ?? MAX_QUEUED_EVENTS;
     const push = (e: DomainEvent) => {
-      if (e.seq <= last) return;
+      if (e.seq <= last || overflow) return;
+      if (queue.length >= limit) {
+        overflow = new VirtkitError('IO_ERROR', `the event consumer fell ${limit} events behind and was dropped: resume with since ${delivered}`);
+        queue.length = 0;
+        finish();
+        return;
+      }
       last = e.seq;
       queue.push(e);
       wake?.();
@@ -71,7 +89,12 @@ export class EventHub {
         await replay;
         while (queue.length === 0 && !done) await new Promise<void>((r) => (wake = r));
         wake = undefined;
-        if (queue.length > 0) return { value: queue.shift()!, done: false };
+        if (overflow) throw overflow;
+        if (queue.length > 0) {
+          const e = queue.shift()!;
+          delivered = e.seq;
+          return { value: e, done: false };
+        }
         return { value: undefined, done: true };
       },
       async return() {
