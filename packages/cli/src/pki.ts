@@ -65,6 +65,20 @@ export function addPkiVerbs(root: Command, s: Session, json: (o: { json?: boolea
       report(opts, 'Server', r);
     });
 
+  group
+    .command('revoke-client')
+    .description("Revoke a client certificate: add it to the directory's crl.pem, which virtkitd checks clients against (restart it to load the new list)")
+    .argument('<cn>', "the client's common name (clients/CN-cert.pem)")
+    .option('--dir <dir>', `the PKI directory (default: ${defaultPkiDir()})`)
+    .option('--json', 'print JSON (as the global --json does)')
+    .action(async (cn: string, opts: Common) => {
+      note('pki revoke-client');
+      const { revokeCertificate } = await pki();
+      const r = await revokeCertificate(opts.dir ?? defaultPkiDir(), { commonName: cn });
+      if (json(opts)) s.printJson(r);
+      else s.info(`Revoked ${cn} (serial ${r.serial}, SHA-256 fingerprint ${r.fingerprint})\nRevocation list: ${r.crl} (${r.revoked} revoked); restart virtkitd to load it`);
+    });
+
   sub('issue-client', "Issue clients/CN-cert.pem and clients/CN-key.pem, signed by the directory's CA")
     .argument('<cn>', "the client's common name (what the server sees as its identity)")
     .action(async (cn: string, opts: Common) => {

@@ -22,7 +22,8 @@ export interface DaemonConfig {
   listen: { host: string; port: number }[];
   /** The local sockets (false: disabled): admin (mode 0600, admin role) and read-only (0666, read-only role). */
   unix: { admin: string | false; readOnly: string | false };
-  pki: { ca: string; cert: string; key: string };
+  /** crl: a revocation list of the CA; `required` when the config names it, else used if present. */
+  pki: { ca: string; cert: string; key: string; crl: { path: string; required: boolean } };
   host: Pick<HostOptions, 'stateRoot' | 'runtimeRoot' | 'cacheDir' | 'pluginPaths' | 'policy' | 'stepTimeoutMs'>;
   access: { identities: IdentityRule[] };
   limits: { maxFrameBytes?: number; handshakeTimeoutMs?: number; idleTimeoutMs?: number; maxCallsPerConnection?: number };
@@ -118,12 +119,13 @@ export function parseDaemonConfig(doc: unknown, file: string | undefined): Daemo
   if (listen.length === 0 && unix.admin === false && unix.readOnly === false) throw bad('/listen', 'is empty and both unix sockets are disabled: nothing to listen on');
 
   const p = obj(c.pki, '/pki');
-  known(p, '/pki', ['ca', 'cert', 'key']);
+  known(p, '/pki', ['ca', 'cert', 'key', 'crl']);
   const dir = defaultPkiDir();
   const pki = {
     ca: p.ca === undefined ? join(dir, 'ca-cert.pem') : path(p.ca, '/pki/ca'),
     cert: p.cert === undefined ? join(dir, 'server-cert.pem') : path(p.cert, '/pki/cert'),
     key: p.key === undefined ? join(dir, 'server-key.pem') : path(p.key, '/pki/key'),
+    crl: p.crl === undefined ? { path: join(dir, 'crl.pem'), required: false } : { path: path(p.crl, '/pki/crl'), required: true },
   };
 
   const h = obj(c.host, '/host');

@@ -1,5 +1,6 @@
 // virtkitd: TLS listeners and the local unix sockets, one core Connection per node (opened on first use), each channel
 // served with rpc's serveConnection under the access policy.
+import { existsSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -46,6 +47,10 @@ export class Daemon {
     };
     // Without TLS listeners (local sockets only) no certificate is needed.
     const [ca, cert, key] = this.config.listen.length === 0 ? [] : await Promise.all([read(pki.ca, 'CA certificate (pki.ca)'), read(pki.cert, 'server certificate (pki.cert)'), read(pki.key, 'server key (pki.key)')]);
+    // The revocation list (`virtkit pki revoke-client`): named in the config, it must be there;
+    // by default, the PKI directory's crl.pem is used when present.
+    const crl = this.config.listen.length === 0 || (!pki.crl.required && !existsSync(pki.crl.path)) ? undefined : await read(pki.crl.path, 'revocation list (pki.crl)');
+    if (crl) this.log('info', 'crl', { path: pki.crl.path });
     this.host = await new Host({
       ...this.config.host,
       pluginSearch: [DAEMON_DIR],
@@ -54,7 +59,7 @@ export class Daemon {
     const bound: { host: string; port: number }[] = [];
     try {
       for (const l of this.config.listen) {
-        const listener = await listen({ host: l.host, port: l.port, ca: ca!, cert: cert!, key: key!, ...limits, onChannel: (ch) => void this.serve(ch) });
+        const listener = await listen({ host: l.host, port: l.port, ca: ca!, cert: cert!, key: key!, ...(crl ? { crl } : {}), ...limits, onChannel: (ch) => void this.serve(ch) });
         this.listeners.push(listener);
         bound.push({ host: l.host, port: listener.port });
         this.log('info', 'listen', { host: l.host, port: listener.port });

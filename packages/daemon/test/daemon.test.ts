@@ -27,14 +27,14 @@ interface Daemon {
   exit: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
 }
 
-function startDaemon(name: string): Promise<Daemon> {
+function startDaemon(name: string, pkiExtra: Record<string, string> = {}): Promise<Daemon> {
   const config = join(tmp, `${name}.json`);
   writeFileSync(
     config,
     JSON.stringify({
       listen: [{ host: '127.0.0.1', port: 0 }],
       unix: { admin: false, readOnly: false },
-      pki: { ca: 'pki/ca-cert.pem', cert: 'pki/server-cert.pem', key: 'pki/server-key.pem' },
+      pki: { ca: 'pki/ca-cert.pem', cert: 'pki/server-cert.pem', key: 'pki/server-key.pem', ...pkiExtra },
       host: { stateRoot: `state-${name}`, runtimeRoot: `run-${name}` },
       access: {
         identities: [
@@ -90,6 +90,28 @@ beforeAll(async () => {
 
 afterAll(() => rmSync(tmp, { recursive: true, force: true }));
 
+describe('certificate revocation', () => {
+  it('refuses a client certificate revoked with virtkit pki revoke-client, and serves the others', async () => {
+    await issueClient(pki, { commonName: 'gone' });
+    const r = await virtkit(['pki', 'revoke-client', 'gone', '--dir', pki], {});
+    expect(r.code).toBe(0);
+    expect(r.stdout).toMatch(/^Revoked gone \(serial [0-9a-f]+, SHA-256 fingerprint [0-9A-F:]+\)\nRevocation list: .*crl\.pem \(1 revoked\)/);
+    const d = await startDaemon('crl', { crl: 'pki/crl.pem' });
+    try {
+      await logged(d, /"event":"crl"/);
+      const uri = `test+tls://127.0.0.1:${d.port}/default`;
+      const e = await failure(connectRemote(uri, { ...creds('gone'), keepaliveMs: 0 }));
+      expect(e.code).toBe('IO_ERROR');
+      const admin = await connectRemote(uri, { ...creds('admin'), keepaliveMs: 0 });
+      expect((await admin.info('test')).state).toBe('running');
+      admin.close();
+    } finally {
+      d.child.kill('SIGTERM');
+      await d.exit;
+    }
+  });
+});
+
 describe('config', () => {
   it('names the field at fault', () => {
     expect(() => parseDaemonConfig({ listen: [{ host: 'h', port: 70000 }] }, '/x.json')).toThrow(/\/listen\/0\/port: must be an integer/);
@@ -102,6 +124,8 @@ describe('config', () => {
     expect(parseDaemonConfig({ unix: { admin: 'a.sock', readOnly: false } }, '/etc/x.json').unix).toEqual({ admin: '/etc/a.sock', readOnly: false });
     expect(parseDaemonConfig({}, undefined).unix.admin).toMatch(/\/virtkitd-admin\.sock$/);
     expect(parseDaemonConfig({ limits: { maxCallsPerConnection: 8 } }, undefined).limits).toEqual({ maxCallsPerConnection: 8 });
+    expect(parseDaemonConfig({ pki: { crl: 'revoked.pem' } }, '/etc/virtkit/d.json').pki.crl).toEqual({ path: '/etc/virtkit/revoked.pem', required: true });
+    expect(parseDaemonConfig({}, undefined).pki.crl).toMatchObject({ path: expect.stringMatching(/\/crl\.pem$/), required: false });
     expect(() => parseDaemonConfig({ limits: { maxCallsPerConnection: 0 } }, '/x.json')).toThrow(/\/limits\/maxCallsPerConnection: must be an integer/);
   });
 });

@@ -45,6 +45,7 @@ export {
   CA_CERT_FILE,
   CA_KEY_FILE,
   CLIENTS_DIR,
+  CRL_FILE,
   initCa,
   type InitCaOptions,
   isDnsName,
@@ -54,6 +55,8 @@ export {
   issueServer,
   type IssueServerOptions,
   PkiError,
+  revokeCertificate,
+  type RevokeResult,
   SERVER_CERT_FILE,
   SERVER_KEY_FILE,
 } from './pki.js';

@@ -4,7 +4,7 @@
 // never printed or logged.
 import { createPrivateKey, randomBytes, webcrypto, X509Certificate as NodeX509Certificate } from 'node:crypto';
 import { constants as fsConstants } from 'node:fs';
-import { mkdir, open, readFile, stat, unlink } from 'node:fs/promises';
+import { mkdir, open, readFile, rename, stat, unlink } from 'node:fs/promises';
 import { isIP } from 'node:net';
 import { join } from 'node:path';
 // @peculiar/x509 resolves its services with tsyringe, which needs the Reflect metadata API:
@@ -29,12 +29,13 @@ export const CA_KEY_FILE = 'ca-key.pem';
 export const SERVER_CERT_FILE = 'server-cert.pem';
 export const SERVER_KEY_FILE = 'server-key.pem';
 export const CLIENTS_DIR = 'clients';
+export const CRL_FILE = 'crl.pem';
 
 /** A file was invalid, missing or already there, or an argument was bad. */
 export class PkiError extends Error {
   override readonly name = 'PkiError';
   constructor(
-    readonly code: 'INVALID_ARGUMENT' | 'EXISTS' | 'NO_CA' | 'IO_ERROR',
+    readonly code: 'INVALID_ARGUMENT' | 'EXISTS' | 'NO_CA' | 'NOT_FOUND' | 'IO_ERROR',
     message: string,
     options?: { cause?: unknown },
   ) {
@@ -272,4 +273,61 @@ export async function issueClient(dir: string, opts: IssueClientOptions): Promis
   const clients = join(dir, CLIENTS_DIR);
   await mkdir(clients, { recursive: true, mode: 0o700 });
   return writePair(join(clients, `${commonName}-cert.pem`), join(clients, `${commonName}-key.pem`), cert, keys);
+}
+
+export interface RevokeResult {
+  /** The CRL written (the directory's crl.pem). */
+  crl: string;
+  /** The revoked certificate's serial number (hex) and SHA-256 fingerprint. */
+  serial: string;
+  fingerprint: string;
+  /** Every serial the CRL now lists. */
+  revoked: number;
+}
+
+/**
+ * Revokes a certificate the directory's CA issued (by default clients/<commonName>-cert.pem):
+ * its serial joins the CA-signed revocation list dir/crl.pem, which a TLS server given it
+ * (listen's `crl`, virtkitd's `pki.crl`) checks every client certificate against. The CRL is
+ * valid until the CA itself expires and is replaced atomically; revoking twice is harmless.
+ */
+export async function revokeCertificate(dir: string, opts: { commonName?: string; certFile?: string }): Promise<RevokeResult> {
+  const certFile = opts.certFile ?? join(dir, CLIENTS_DIR, `${checkCommonName('commonName', opts.commonName)}-cert.pem`);
+  const ca = await loadCa(dir);
+  let certPem: string;
+  try {
+    certPem = await readFile(certFile, 'utf8');
+  } catch (e) {
+    throw new PkiError((e as NodeJS.ErrnoException).code === 'ENOENT' ? 'NOT_FOUND' : 'IO_ERROR', `cannot read the certificate to revoke, ${certFile}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`, { cause: e });
+  }
+  const cert = new x509.X509Certificate(certPem);
+  if (cert.issuer !== ca.cert.subject || !(await cert.verify({ publicKey: ca.cert.publicKey, signatureOnly: true }))) {
+    throw new PkiError('INVALID_ARGUMENT', `${certFile} was not issued by the CA in ${dir}: a CRL of this CA cannot revoke it`);
+  }
+  const crlPath = join(dir, CRL_FILE);
+  // Each entry carries a reason (privilegeWithdrawn: the operator took the access back); an
+  // entry with an empty extension list is not valid DER to OpenSSL.
+  const reason = x509.X509CrlReason.privilegeWithdrawn;
+  const entries: Array<{ serialNumber: string; revocationDate: Date; reason: x509.X509CrlReason }> = [];
+  if (await exists(crlPath)) {
+    const old = new x509.X509Crl(await readFile(crlPath, 'utf8'));
+    for (const e of old.entries) entries.push({ serialNumber: e.serialNumber, revocationDate: e.revocationDate, reason: e.reason ?? reason });
+  }
+  if (!entries.some((e) => e.serialNumber.toLowerCase() === cert.serialNumber.toLowerCase())) entries.push({ serialNumber: cert.serialNumber, revocationDate: new Date(), reason });
+  const crl = await x509.X509CrlGenerator.create({
+    issuer: ca.cert.subject,
+    thisUpdate: new Date(Date.now() - BACKDATE_MS),
+    // A CRL past its nextUpdate fails every client: it lasts as long as the CA.
+    nextUpdate: ca.cert.notAfter,
+    entries,
+    signingKey: ca.key,
+    signingAlgorithm: SIGNING,
+    extensions: [await x509.AuthorityKeyIdentifierExtension.create(ca.cert.publicKey)],
+  });
+  const tmp = `${crlPath}.${process.pid}.tmp`;
+  await unlink(tmp).catch(() => {});
+  // OpenSSL (and so node:tls) reads a CRL only under the 'X509 CRL' PEM label.
+  await writeNew(tmp, pem('X509 CRL', crl.rawData), 0o644);
+  await rename(tmp, crlPath);
+  return { crl: crlPath, serial: cert.serialNumber, fingerprint: new NodeX509Certificate(certPem).fingerprint256, revoked: entries.length };
 }

@@ -31,6 +31,8 @@ export interface ChannelTuning {
 }
 
 export interface ListenOptions extends TlsCredentials, ChannelTuning {
+  /** A revocation list signed by the CA (PEM, e.g. `revokeCertificate`'s crl.pem): client certificates it lists are refused. */
+  crl?: Pem;
   host: string;
   /** 0 picks a free port (see the returned `port`). */
   port: number;
@@ -84,6 +86,7 @@ export async function listen(opts: ListenOptions): Promise<Listener> {
     ca: opts.ca,
     cert: opts.cert,
     key: opts.key,
+    ...(opts.crl !== undefined ? { crl: opts.crl } : {}),
     minVersion: TLS_MIN_VERSION,
     requestCert: true,
     rejectUnauthorized: true,

@@ -4,7 +4,7 @@ import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { initCa, issueClient, issueServer, PkiError } from '../src/pki.js';
+import { initCa, issueClient, issueServer, PkiError, revokeCertificate } from '../src/pki.js';
 import { type Channel, connect, listen } from '../src/tls.js';
 
 const root = mkdtempSync(join(tmpdir(), 'virtkit-pki-test-'));
@@ -162,6 +162,50 @@ describe('mutual TLS with the issued certificates', () => {
         expect(frames).toEqual([]);
       }
       expect(accepted).toBe(0);
+    } finally {
+      await server.close();
+    }
+  });
+
+  it('refuses a revoked client certificate once the listener has the CRL; others are served', async () => {
+    await issueClient(dir, { commonName: 'bob' });
+    await issueClient(dir, { commonName: 'carol' });
+    const first = await revokeCertificate(dir, { commonName: 'bob' });
+    const again = await revokeCertificate(dir, { commonName: 'bob' });
+    expect(again).toMatchObject({ crl: join(dir, 'crl.pem'), serial: first.serial, revoked: 1 });
+    expect(mode(join(dir, 'crl.pem'))).toBe(0o644);
+    expect(execFileSync('openssl', ['crl', '-in', join(dir, 'crl.pem'), '-noout', '-text'], { encoding: 'utf8' }).toUpperCase()).toContain(first.serial.toUpperCase());
+    await expect(revokeCertificate(dir, { certFile: join(other, 'clients', 'mallory-cert.pem') })).rejects.toThrow(/was not issued by the CA in/);
+    let accepted: string[] = [];
+    const server = await listen({
+      host: '127.0.0.1',
+      port: 0,
+      ...creds(dir, 'server'),
+      crl: read(join(dir, 'crl.pem')),
+      async onChannel(ch) {
+        accepted.push(ch.peer.subject.CN!);
+        for await (const msg of ch.frames) await ch.send({ echo: msg });
+      },
+    });
+    try {
+      const frames = async (name: string) => {
+        let ch: Channel;
+        try {
+          ch = await connect({ host: '127.0.0.1', port: server.port, ...creds(join(dir, 'clients'), name) });
+        } catch {
+          return []; // refused during the handshake
+        }
+        await ch.send({ hi: name }).catch(() => {});
+        const got: unknown[] = [];
+        for await (const f of ch.frames) {
+          got.push(f);
+          ch.close();
+        }
+        return got;
+      };
+      expect(await frames('bob')).toEqual([]);
+      expect(await frames('carol')).toEqual([{ echo: { hi: 'carol' } }]);
+      expect(accepted).toEqual(['carol']);
     } finally {
       await server.close();
     }
