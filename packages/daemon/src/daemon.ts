@@ -24,6 +24,9 @@ const UNIX_SOCKETS: Record<UnixKind, { mode: number; identity: string; rule: Ide
   'read-only': { mode: 0o666, identity: 'unix-read-only', rule: { match: { cn: 'unix-read-only' }, role: 'read-only' } },
 };
 
+/** call-denied lines per session; the rest are counted in its peer-closed line (deniedCalls). */
+const LOGGED_DENIALS = 20;
+
 export class Daemon {
   private host?: Host;
   private listeners: { close(): Promise<void> }[] = [];
@@ -214,13 +217,16 @@ export class Daemon {
       },
     };
     const allowed = authorizer(peer, rule);
+    // A peer's denials are logged one by one up to a bound, then counted: a client outside the
+    // policy must not be able to fill the log at network speed.
+    let denied = 0;
     await serveConnection(wrapped, conn, {
       ...(this.config.limits.maxCallsPerConnection !== undefined ? { maxCallsInFlight: this.config.limits.maxCallsPerConnection } : {}),
       authorize: (_peer, method, params) => {
         try {
           allowed(method, params);
         } catch (e) {
-          this.log('warn', 'call-denied', { ...who, method, node: nodeUri, message: messageOf(e) });
+          if (++denied <= LOGGED_DENIALS) this.log('warn', 'call-denied', { ...who, method: method.slice(0, 64), node: nodeUri, message: messageOf(e).slice(0, 512) });
           throw e;
         }
       },
@@ -228,7 +234,7 @@ export class Daemon {
       // Who attached to which console, and when it ended (an audit trail: a console can log in).
       onStream: (e) => this.log('info', e.event === 'open' ? 'stream-open' : 'stream-closed', { ...who, node: nodeUri, method: e.method, domain: typeof e.params[0] === 'string' ? e.params[0] : null, stream: e.stream, ...(e.reason ? { reason: e.reason } : {}) }),
     });
-    this.log('info', 'peer-closed', { ...who, node: nodeUri, ...(ch.closeReason ? { reason: ch.closeReason.code } : {}) });
+    this.log('info', 'peer-closed', { ...who, node: nodeUri, ...(ch.closeReason ? { reason: ch.closeReason.code } : {}), ...(denied > LOGGED_DENIALS ? { deniedCalls: denied } : {}) });
   }
 
   /**

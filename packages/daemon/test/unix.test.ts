@@ -105,6 +105,15 @@ describe('virtkitd on unix sockets', () => {
     await logged(d!, /"event":"call-denied"[^\n]*"socket":"read-only"/);
   });
 
+  it('logs a session\'s first 20 denials, then counts the rest in its peer-closed line', async () => {
+    const before = (d!.stderr().match(/"event":"call-denied"/g) ?? []).length;
+    const viewer = await connectRemote(`test+unix:///default?socket=${roSock}`, { keepaliveMs: 0 });
+    for (let i = 0; i < 30; i++) expect((await failure(viewer.start('web1'))).code).toBe('ACCESS_DENIED');
+    viewer.close();
+    await logged(d!, /"event":"peer-closed"[^\n]*"deniedCalls":30/);
+    expect((d!.stderr().match(/"event":"call-denied"/g) ?? []).length - before).toBe(20);
+  });
+
   it('serves exec on the admin socket (the virtkit command too) and denies it on the read-only one', async () => {
     const viewer = await dial(roSock);
     const e = await failure(viewer.exec('web1', ['true']));
