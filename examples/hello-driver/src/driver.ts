@@ -78,6 +78,9 @@ export const driver = defineDriver({
           vcpus: c.vcpus,
           cpuTimeNs: 0n,
         },
+        // Nothing here moves on its own: the host may answer the next info calls itself, until
+        // the domain's config, status or runtime record changes (world 0.3.0).
+        infoReuse: { tag: 'fixed' },
       };
     },
   },
