@@ -6,7 +6,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { connect, Host, parseUri, VirtkitError, type Connection } from '@virtkit/core';
 import { serveConnection, type RpcChannel } from '@virtkit/rpc';
-import { listen, listenUnix, type Channel } from '@virtkit/transport-tls';
+import { checkCrl, listen, listenUnix, type Channel } from '@virtkit/transport-tls';
 import type { DaemonConfig, IdentityRule } from './config.js';
 import type { Logger } from './log.js';
 import { authorizer, ruleFor } from './policy.js';
@@ -26,6 +26,8 @@ const UNIX_SOCKETS: Record<UnixKind, { mode: number; identity: string; rule: Ide
 
 /** call-denied lines per session; the rest are counted in its peer-closed line (deniedCalls). */
 const LOGGED_DENIALS = 20;
+/** What a peer wrote, for a log line or a message: bounded. */
+const clip = (v: string, n = 256) => (v.length > n ? `${v.slice(0, n)}...` : v);
 
 export class Daemon {
   private host?: Host;
@@ -53,7 +55,15 @@ export class Daemon {
     // The revocation list (`virtkit pki revoke-client`): named in the config, it must be there;
     // by default, the PKI directory's crl.pem is used when present.
     const crl = this.config.listen.length === 0 || (!pki.crl.required && !existsSync(pki.crl.path)) ? undefined : await read(pki.crl.path, 'revocation list (pki.crl)');
-    if (crl) this.log('info', 'crl', { path: pki.crl.path });
+    if (crl) {
+      // A CRL OpenSSL would reject (expired, another CA's) refuses every client silently: refuse to start instead.
+      try {
+        await checkCrl(crl, ca!);
+      } catch (e) {
+        throw new VirtkitError('INVALID_CONFIG', `the revocation list ${pki.crl.path} (pki.crl) cannot be used: ${messageOf(e)}`);
+      }
+      this.log('info', 'crl', { path: pki.crl.path });
+    }
     this.host = await new Host({
       ...this.config.host,
       pluginSearch: [DAEMON_DIR],
@@ -62,7 +72,7 @@ export class Daemon {
     const bound: { host: string; port: number }[] = [];
     try {
       for (const l of this.config.listen) {
-        const listener = await listen({ host: l.host, port: l.port, ca: ca!, cert: cert!, key: key!, ...(crl ? { crl } : {}), ...limits, onChannel: (ch) => void this.serve(ch) });
+        const listener = await listen({ host: l.host, port: l.port, ca: ca!, cert: cert!, key: key!, ...(crl ? { crl } : {}), ...limits, onChannel: (ch) => this.serveSafely(ch) });
         this.listeners.push(listener);
         bound.push({ host: l.host, port: listener.port });
         this.log('info', 'listen', { host: l.host, port: listener.port });
@@ -76,7 +86,7 @@ export class Daemon {
           identity: s.identity,
           ...(limits.maxFrameBytes !== undefined ? { maxFrameBytes: limits.maxFrameBytes } : {}),
           ...(limits.idleTimeoutMs !== undefined ? { idleTimeoutMs: limits.idleTimeoutMs } : {}),
-          onChannel: (ch) => void this.serve(ch, kind),
+          onChannel: (ch) => this.serveSafely(ch, kind),
         });
         this.listeners.push(listener);
         this.log('info', 'listen', { unix: path, socket: kind, mode: `0${s.mode.toString(8)}` });
@@ -127,9 +137,11 @@ export class Daemon {
   }
 
   /** Whether a peer may ask for this node (see serve). */
-  private serves(p: ReturnType<typeof parseUri>): boolean {
-    if (this.config.nodes.includes(p.uri)) return true;
-    return Object.keys(p.params).length === 0 && (p.path === '/system' || p.path === '/default');
+  private serves(raw: string, p: ReturnType<typeof parseUri>): boolean {
+    if (this.config.nodes.includes(raw)) return true;
+    // The canonical spelling only: the nodes are keyed by the URI as written, so
+    // test:///%64efault or test:///default? would each open (and keep) another node.
+    return (p.path === '/system' || p.path === '/default') && raw === `${p.driver}://${p.path}`;
   }
 
   /** The node's shared Connection, opened on first use; a failed open is retried next time. */
@@ -149,6 +161,14 @@ export class Daemon {
     return p;
   }
 
+  /** A session that fails in an unexpected way is logged and closed: it never takes the daemon down. */
+  private serveSafely(ch: Channel, unixKind?: UnixKind): void {
+    this.serve(ch, unixKind).catch((e: unknown) => {
+      this.log('error', 'session-failed', { transport: unixKind ? 'unix' : 'tls', message: messageOf(e).slice(0, 512) });
+      ch.close();
+    });
+  }
+
   private async serve(ch: Channel, unixKind?: UnixKind): Promise<void> {
     const peer = ch.peer;
     const who = unixKind
@@ -161,7 +181,9 @@ export class Daemon {
     const first = await it.next().catch(() => ({ done: true as const, value: undefined }));
     if (first.done) return;
     const hello = first.value as Record<string, unknown> | null;
-    const refuse = async (code: string, message: string) => {
+    const refuse = async (code: string, text: string) => {
+      // It may quote what the peer sent: bounded in the log and the answer.
+      const message = clip(text, 512);
       this.log('warn', 'peer-refused', { ...who, code, reason: message });
       await ch.send({ t: 'refuse', code, message }).catch(() => {});
       ch.close();
@@ -170,11 +192,11 @@ export class Daemon {
     if (typeof nodeUri !== 'string') return refuse('INVALID_ARGUMENT', 'the hello must name the node wanted (node: "DRIVER:///PATH"); connect with a DRIVER+tls://HOST/PATH or DRIVER+unix:///PATH URI');
     try {
       const p = parseUri(nodeUri);
-      if (p.transport || p.host) throw new VirtkitError('INVALID_ARGUMENT', `${nodeUri} is not a node of this daemon: name it as DRIVER:///PATH`);
+      if (p.transport || p.host) throw new VirtkitError('INVALID_ARGUMENT', `${clip(nodeUri)} is not a node of this daemon: name it as DRIVER:///PATH`);
       // Only the nodes this daemon serves: DRIVER:///system and DRIVER:///default, and those the
       // config lists. A peer must not make the daemon open a node of its choosing: a path
       // (test:///FILE reads a node document as root) or a new node per query string.
-      if (!this.serves(p)) throw new VirtkitError('NO_SUPPORT', `${nodeUri} is not served by this daemon: it serves DRIVER:///system, DRIVER:///default and the nodes its config lists (nodes)`);
+      if (!this.serves(nodeUri, p)) throw new VirtkitError('NO_SUPPORT', `${clip(nodeUri)} is not served by this daemon: it serves DRIVER:///system, DRIVER:///default and the nodes its config lists (nodes)`);
     } catch (e) {
       return refuse(codeOf(e), messageOf(e));
     }

@@ -126,6 +126,8 @@ describe('config', () => {
     expect(parseDaemonConfig({ limits: { maxCallsPerConnection: 8 } }, undefined).limits).toEqual({ maxCallsPerConnection: 8 });
     expect(parseDaemonConfig({ pki: { crl: 'revoked.pem' } }, '/etc/virtkit/d.json').pki.crl).toEqual({ path: '/etc/virtkit/revoked.pem', required: true });
     expect(parseDaemonConfig({}, undefined).pki.crl).toMatchObject({ path: expect.stringMatching(/\/crl\.pem$/), required: false });
+    // Beside the CA certificate, wherever pki.ca points (where revoke-client --dir writes it).
+    expect(parseDaemonConfig({ pki: { ca: '/srv/pki/ca-cert.pem' } }, '/etc/x.json').pki.crl).toEqual({ path: '/srv/pki/crl.pem', required: false });
     expect(() => parseDaemonConfig({ limits: { maxCallsPerConnection: 0 } }, '/x.json')).toThrow(/\/limits\/maxCallsPerConnection: must be an integer/);
   });
 });

@@ -7,6 +7,9 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
 import { connectRemote, type RemoteConnection } from '@virtkit/rpc';
+import { connectUnix } from '@virtkit/transport-tls';
+import { once } from 'node:events';
+import { createConnection } from 'node:net';
 import { failure } from '../../rpc/test/failure.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
@@ -192,6 +195,32 @@ describe('virtkitd on unix sockets', () => {
       expect(e.message).toMatch(/is not served by this daemon/);
       expect(e.message).not.toMatch(/root:/);
     }
+    // The node as the hello names it, raw: only the canonical spelling is served (a stray '?'
+    // or an escape would open another node each), and a hello that cannot be named back does
+    // not take the daemon down.
+    for (const hello of [{ node: 'test:///default?' }, { node: 'test:///%64efault' }, { node: 'test:///default#x' }, { node: 'x'.repeat(100_000) }]) {
+      const ch = await connectUnix(roSock);
+      const it = ch.frames[Symbol.asyncIterator]();
+      await ch.send({ t: 'hello', versions: [1], features: [], ...hello });
+      const answer = (await it.next()).value as { t: string; message: string };
+      expect(answer.t).toBe('refuse');
+      expect(answer.message.length).toBeLessThan(600);
+      ch.close();
+    }
+    // No common version, named by an array nested 10,000 deep (written by hand: JSON.stringify
+    // cannot): refused, not a crash.
+    const raw = createConnection(roSock);
+    await once(raw, 'connect');
+    const json = Buffer.from(`{"t":"hello","node":"test:///default","versions":[${'['.repeat(10_000)}${']'.repeat(10_000)}]}`);
+    const header = Buffer.alloc(4);
+    header.writeUInt32BE(json.length);
+    raw.write(Buffer.concat([header, json]));
+    let got = '';
+    raw.setEncoding('latin1').on('data', (d: string) => (got += d));
+    await once(raw, 'close');
+    expect(got).toMatch(/"t":"refuse","code":"NO_SUPPORT","message":"no common protocol version: the server speaks 1, the client none it could name"/);
+    expect(d!.child.exitCode).toBeNull();
+    expect((await (await dial(roSock)).listDomains({ all: true })).length).toBeGreaterThan(0);
   });
 
   it('serves the virtkit command on a +unix URI without certificates', async () => {

@@ -133,7 +133,7 @@ function isBig(v: object): v is { $big: string } {
   if (keys.length !== 1 || keys[0] !== BIG || typeof (v as Record<string, unknown>)[BIG] !== 'string') return false;
   const s = (v as Record<string, string>)[BIG]!;
   if (!/^-?\d+$/.test(s)) return false;
-  if (s.length > MAX_BIG_DIGITS + 1) throw new VirtkitError('PROTOCOL_ERROR', `protocol error: a $big of ${s.length} characters (at most ${MAX_BIG_DIGITS} digits)`);
+  if (s.length - (s[0] === '-' ? 1 : 0) > MAX_BIG_DIGITS) throw new VirtkitError('PROTOCOL_ERROR', `protocol error: a $big of ${s.length} characters (at most ${MAX_BIG_DIGITS} digits)`);
   return true;
 }
 

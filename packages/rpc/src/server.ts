@@ -200,7 +200,9 @@ export async function serveConnection<C extends RpcChannel>(channel: C, conn: Co
   }
   const common = PROTOCOL_VERSIONS.filter((v) => (hello.versions as unknown[]).includes(v));
   if (common.length === 0) {
-    await send({ t: 'refuse', code: 'NO_SUPPORT', message: `no common protocol version: the server speaks ${PROTOCOL_VERSIONS.join(', ')}, the client ${(hello.versions as unknown[]).map(String).join(', ') || 'none'}` });
+    // Only numbers are named back (a nested array's String() could overflow the stack).
+    const theirs = (hello.versions as unknown[]).filter((v): v is number => typeof v === 'number').slice(0, 8);
+    await send({ t: 'refuse', code: 'NO_SUPPORT', message: `no common protocol version: the server speaks ${PROTOCOL_VERSIONS.join(', ')}, the client ${theirs.join(', ') || 'none it could name'}` });
     channel.close();
     return;
   }

@@ -11,6 +11,14 @@ const CLOSE_GRACE_MS = 2_000;
 
 /** Frames queued for a consumer before the socket is paused (backpressure). */
 const HIGH_WATER_FRAMES = 64;
+/**
+ * Frames we may hold for a peer that does not read: far above what a reading peer leaves
+ * pending (a stream's credit window is 16 chunks, calls in flight are bounded, one pong a ping).
+ */
+export const MAX_UNFLUSHED_FRAMES = 4096;
+
+/** The output bounds a listener gives the channels of its peers (see ChannelOptions.maxBufferedBytes). */
+export const serverGuards = (maxFrameBytes: number) => ({ maxBufferedBytes: 2 * maxFrameBytes, maxUnflushedFrames: MAX_UNFLUSHED_FRAMES });
 
 /**
  * The authenticated identity of the other end: over TLS, from its (verified) certificate; over
@@ -71,11 +79,14 @@ export interface ChannelOptions {
   /** Close the channel when no frame has been received for this long; 0 disables. Default 30 s. */
   idleTimeoutMs?: number;
   /**
-   * Frames written but not yet taken by the peer, in bytes, beyond which the peer is deemed not
-   * to read and the channel is closed (PEER_NOT_READING). Default: twice maxFrameBytes. Keeps a
-   * peer that sends (calls, pings) without reading the answers from growing our memory.
+   * Frames written but not yet taken by the peer, in bytes and in number, beyond which the peer
+   * is deemed not to read and the channel is closed (PEER_NOT_READING). Keeps a peer that sends
+   * (calls, pings) without reading the answers from growing our memory. Unbounded by default;
+   * listeners (listen, listenUnix) set twice maxFrameBytes and MAX_UNFLUSHED_FRAMES: a server
+   * guards itself against its peers, a client waits for its server.
    */
   maxBufferedBytes?: number;
+  maxUnflushedFrames?: number;
 }
 
 /**
@@ -119,6 +130,14 @@ export class SocketChannel extends EventEmitter implements Channel {
   private idleTimer: NodeJS.Timeout | undefined;
   private graceTimer: NodeJS.Timeout | undefined;
   private readonly maxBufferedBytes: number;
+  /**
+   * Frames written and not yet flushed. Each held frame costs far more memory than its bytes
+   * (a write request, a callback): a peer that sends pings or calls without reading the answers
+   * is cut off past MAX_UNFLUSHED_FRAMES as well as past maxBufferedBytes. Reading is not paused
+   * instead: two peers both waiting for the other to read would deadlock.
+   */
+  private unflushed = 0;
+  private readonly maxUnflushedFrames: number;
 
   constructor(
     private readonly socket: Socket,
@@ -128,7 +147,8 @@ export class SocketChannel extends EventEmitter implements Channel {
     super();
     this.peer = peer;
     this.maxFrameBytes = opts.maxFrameBytes ?? DEFAULT_MAX_FRAME_BYTES;
-    this.maxBufferedBytes = opts.maxBufferedBytes ?? 2 * this.maxFrameBytes;
+    this.maxBufferedBytes = opts.maxBufferedBytes ?? Infinity;
+    this.maxUnflushedFrames = opts.maxUnflushedFrames ?? Infinity;
     this.reader = new FrameReader({ maxFrameBytes: this.maxFrameBytes });
     const idle = opts.idleTimeoutMs ?? DEFAULT_IDLE_TIMEOUT_MS;
     if (idle > 0) {
@@ -176,14 +196,19 @@ export class SocketChannel extends EventEmitter implements Channel {
       return Promise.reject(e);
     }
     const queued = this.socket.writableLength;
-    if (queued > 0 && queued + frame.length > this.maxBufferedBytes) {
+    if ((queued > 0 && queued + frame.length > this.maxBufferedBytes) || this.unflushed >= this.maxUnflushedFrames) {
       // It would not read a close notice either: end the connection.
-      this.reason ??= { code: 'PEER_NOT_READING', message: `the peer left ${queued} bytes unread (limit ${this.maxBufferedBytes})` };
+      this.reason ??= { code: 'PEER_NOT_READING', message: `the peer left ${this.unflushed} frames (${queued} bytes) unread (limits ${this.maxUnflushedFrames} frames, ${this.maxBufferedBytes} bytes)` };
       this.socket.destroy();
       return Promise.reject(new ChannelClosedError(this.reason));
     }
     return new Promise((resolve, reject) => {
-      this.socket.write(frame, (err) => (err ? reject(err) : resolve()));
+      this.unflushed++;
+      this.socket.write(frame, (err) => {
+        this.unflushed--;
+        if (err) reject(err);
+        else resolve();
+      });
     });
   }
 

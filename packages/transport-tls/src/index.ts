@@ -45,6 +45,7 @@ export {
   CA_CERT_FILE,
   CA_KEY_FILE,
   CLIENTS_DIR,
+  checkCrl,
   CRL_FILE,
   initCa,
   type InitCaOptions,

@@ -331,3 +331,23 @@ export async function revokeCertificate(dir: string, opts: { commonName?: string
   await rename(tmp, crlPath);
   return { crl: crlPath, serial: cert.serialNumber, fingerprint: new NodeX509Certificate(certPem).fingerprint256, revoked: entries.length };
 }
+
+/**
+ * Checks a revocation list before a server relies on it: signed by this CA, issued by it, and
+ * current (past its thisUpdate, before its nextUpdate). OpenSSL refuses every client against a
+ * CRL that is not, with nothing to tell why: a daemon should refuse to start instead.
+ */
+export async function checkCrl(crlPem: string | Buffer, caPem: string | Buffer, now = new Date()): Promise<void> {
+  let crl: x509.X509Crl;
+  let ca: x509.X509Certificate;
+  try {
+    crl = new x509.X509Crl(String(crlPem));
+    ca = new x509.X509Certificate(String(caPem));
+  } catch (e) {
+    throw new PkiError('INVALID_ARGUMENT', `not a revocation list (PEM "X509 CRL") or CA certificate: ${(e as Error).message}`, { cause: e });
+  }
+  if (crl.issuer !== ca.subject) throw new PkiError('INVALID_ARGUMENT', `the revocation list is issued by "${crl.issuer}", not by the CA "${ca.subject}"`);
+  if (!(await crl.verify({ publicKey: ca.publicKey }))) throw new PkiError('INVALID_ARGUMENT', 'the revocation list is not signed by the CA');
+  if (crl.thisUpdate.getTime() > now.getTime() + BACKDATE_MS) throw new PkiError('INVALID_ARGUMENT', `the revocation list is not valid before ${crl.thisUpdate.toISOString()}`);
+  if (crl.nextUpdate && crl.nextUpdate.getTime() <= now.getTime()) throw new PkiError('INVALID_ARGUMENT', `the revocation list expired on ${crl.nextUpdate.toISOString()} (make a new one: virtkit pki revoke-client)`);
+}

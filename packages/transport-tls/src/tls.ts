@@ -1,6 +1,6 @@
 import type { Socket } from 'node:net';
 import * as tls from 'node:tls';
-import { adoptChannel, type Channel, closeServer, DEFAULT_IDLE_TIMEOUT_MS, SocketChannel, TlsChannel } from './channel.js';
+import { adoptChannel, type Channel, closeServer, DEFAULT_IDLE_TIMEOUT_MS, serverGuards, SocketChannel, TlsChannel } from './channel.js';
 import { DEFAULT_MAX_FRAME_BYTES } from './framing.js';
 
 /** Default time allowed from TCP accept/connect to a completed TLS handshake. */
@@ -110,7 +110,7 @@ export async function listen(opts: ListenOptions): Promise<Listener> {
       socket.destroy(); // unreachable with rejectUnauthorized, kept as a guard
       return;
     }
-    adoptChannel(new TlsChannel(socket, { maxFrameBytes, idleTimeoutMs }), channels, opts.onChannel);
+    adoptChannel(new TlsChannel(socket, { maxFrameBytes, idleTimeoutMs, ...serverGuards(maxFrameBytes) }), channels, opts.onChannel);
   });
 
   await new Promise<void>((resolve, reject) => {

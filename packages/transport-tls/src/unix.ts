@@ -2,10 +2,10 @@
 // read-only sockets. Node offers no SO_PEERCRED, so the peer's identity is not read from the
 // kernel: it is the identity the listener was given for the socket, and the socket file's mode
 // (0600 for admin, 0666 for read-only) decides who may open it.
-import { chmod, lstat, mkdir, unlink } from 'node:fs/promises';
+import { chmod, lstat, mkdir, realpath, unlink } from 'node:fs/promises';
 import * as net from 'node:net';
-import { dirname, join } from 'node:path';
-import { adoptChannel, type Channel, closeServer, DEFAULT_IDLE_TIMEOUT_MS, type PeerIdentity, SocketChannel } from './channel.js';
+import { basename, dirname, join } from 'node:path';
+import { adoptChannel, type Channel, closeServer, DEFAULT_IDLE_TIMEOUT_MS, type PeerIdentity, serverGuards, SocketChannel } from './channel.js';
 import { DEFAULT_MAX_FRAME_BYTES } from './framing.js';
 import { TransportError } from './tls.js';
 
@@ -99,17 +99,23 @@ async function removeStale(path: string): Promise<void> {
 }
 
 /**
- * The socket's directory must be ours: owned by this process's user (or root), a real
- * directory, writable by nobody else. In a shared directory (/tmp/virtkit-UID made by another
- * user first), another user could rename our socket and listen in its place, and our clients
- * would talk to them.
+ * The socket's directory, and every directory above it, must be safe from other users: owned
+ * by this process's user or root, and writable by no one else (a sticky directory such as /tmp
+ * excepted: there only an entry's owner may rename it). Otherwise another user could rename our
+ * socket, or a directory above it (a /tmp/virtkit-UID they made first), and listen in its place:
+ * our clients would talk to them. Checked on the path with symlinks resolved; the socket is made
+ * on that resolved path, so a symlink changed afterwards cannot move it.
  */
-async function checkSocketDir(dir: string): Promise<void> {
-  const st = await lstat(dir);
+async function safeSocketDir(dir: string): Promise<string> {
+  const real = await realpath(dir);
   const uid = process.getuid?.();
-  if (!st.isDirectory()) throw new TransportError('EINVAL', `${dir} is not a directory (a symlink?): not listening in it`);
-  if (uid !== undefined && st.uid !== uid && st.uid !== 0) throw new TransportError('EPERM', `${dir} belongs to uid ${st.uid}, not to this process (uid ${uid}): not listening in it`);
-  if ((st.mode & 0o022) !== 0 && (st.mode & 0o1000) === 0) throw new TransportError('EPERM', `${dir} is writable by others (mode ${(st.mode & 0o7777).toString(8)}): not listening in it`);
+  for (let d = real; ; d = dirname(d)) {
+    const st = await lstat(d);
+    if (!st.isDirectory()) throw new TransportError('EINVAL', `${d} is not a directory: not listening under it`);
+    if (uid !== undefined && st.uid !== uid && st.uid !== 0) throw new TransportError('EPERM', `${d} belongs to uid ${st.uid}, not to this process (uid ${uid}): not listening under it`);
+    if ((st.mode & 0o022) !== 0 && (st.mode & 0o1000) === 0) throw new TransportError('EPERM', `${d} is writable by others (mode ${(st.mode & 0o7777).toString(8)}): not listening under it`);
+    if (d === dirname(d)) return real;
+  }
 }
 
 /**
@@ -121,9 +127,8 @@ export async function listenUnix(opts: ListenUnixOptions): Promise<UnixListener>
   const maxFrameBytes = checked('maxFrameBytes', opts.maxFrameBytes, DEFAULT_MAX_FRAME_BYTES, false);
   const idleTimeoutMs = checked('idleTimeoutMs', opts.idleTimeoutMs, DEFAULT_IDLE_TIMEOUT_MS, true);
   if (!Number.isInteger(opts.mode) || opts.mode < 0 || opts.mode > 0o777) throw new RangeError(`mode must be permission bits (0 to 0o777), got ${opts.mode}`);
-  const path = opts.path;
-  await mkdir(dirname(path), { recursive: true, mode: 0o755 });
-  await checkSocketDir(dirname(path));
+  await mkdir(dirname(opts.path), { recursive: true, mode: 0o755 });
+  const path = join(await safeSocketDir(dirname(opts.path)), basename(opts.path));
   await removeStale(path);
 
   const channels = new Set<SocketChannel>();
@@ -132,7 +137,7 @@ export async function listenUnix(opts: ListenUnixOptions): Promise<UnixListener>
     sockets.add(socket);
     socket.on('close', () => sockets.delete(socket));
     const peer: PeerIdentity = { subject: { CN: opts.identity }, fingerprint256: '', authorized: true, transport: 'unix' };
-    adoptChannel(new SocketChannel(socket, peer, { maxFrameBytes, idleTimeoutMs }), channels, opts.onChannel);
+    adoptChannel(new SocketChannel(socket, peer, { maxFrameBytes, idleTimeoutMs, ...serverGuards(maxFrameBytes) }), channels, opts.onChannel);
   });
 
   await new Promise<void>((resolve, reject) => {
@@ -166,7 +171,7 @@ export async function listenUnix(opts: ListenUnixOptions): Promise<UnixListener>
 
   let closing: Promise<void> | undefined;
   return {
-    path,
+    path: opts.path,
     close() {
       closing ??= (async () => {
         await closeServer(server, channels, sockets);

@@ -4,7 +4,7 @@ import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { initCa, issueClient, issueServer, PkiError, revokeCertificate } from '../src/pki.js';
+import { checkCrl, initCa, issueClient, issueServer, PkiError, revokeCertificate } from '../src/pki.js';
 import { type Channel, connect, listen } from '../src/tls.js';
 
 const root = mkdtempSync(join(tmpdir(), 'virtkit-pki-test-'));
@@ -209,5 +209,13 @@ describe('mutual TLS with the issued certificates', () => {
     } finally {
       await server.close();
     }
+  });
+
+  it('checkCrl accepts the CA\'s current list and names what is wrong with any other', async () => {
+    const crl = read(join(dir, 'crl.pem'));
+    await expect(checkCrl(crl, read(join(dir, 'ca-cert.pem')))).resolves.toBeUndefined();
+    await expect(checkCrl(crl, read(join(other, 'ca-cert.pem')))).rejects.toThrow(/issued by "CN=virtkit CA", not by the CA "CN=other CA"/);
+    await expect(checkCrl(crl, read(join(dir, 'ca-cert.pem')), new Date(Date.now() + 20 * 365 * 86_400_000))).rejects.toThrow(/the revocation list expired on/);
+    await expect(checkCrl('not a crl', read(join(dir, 'ca-cert.pem')))).rejects.toThrow(/not a revocation list/);
   });
 });

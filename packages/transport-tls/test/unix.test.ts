@@ -1,4 +1,4 @@
-import { chmodSync, chownSync, lstatSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, chownSync, lstatSync, mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { once } from 'node:events';
 import { createConnection } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -54,6 +54,12 @@ describe('unix transport', () => {
     mkdirSync(open);
     chmodSync(open, 0o777);
     await expect(listenUnix({ path: join(open, 'a.sock'), mode: 0o600, identity: 'x', onChannel() {} })).rejects.toThrow(/is writable by others \(mode 777\)/);
+    // Any directory above counts: theirs/run is ours, but they could rename it away.
+    mkdirSync(join(theirs, 'run'));
+    await expect(listenUnix({ path: join(theirs, 'run', 'a.sock'), mode: 0o600, identity: 'x', onChannel() {} })).rejects.toThrow(/theirs belongs to uid 65534/);
+    // Through a symlink: the resolved directories are checked.
+    symlinkSync(theirs, join(tmp, 'link'));
+    await expect(listenUnix({ path: join(tmp, 'link', 'run', 'a.sock'), mode: 0o600, identity: 'x', onChannel() {} })).rejects.toThrow(/theirs belongs to uid 65534/);
   });
 
   it('closes the channel of a peer that sends without reading what it is sent (PEER_NOT_READING)', async () => {
@@ -84,6 +90,39 @@ describe('unix transport', () => {
       if (i % 50 === 0) await new Promise((r) => setTimeout(r, 5));
     }
     expect(await reason).toMatchObject({ code: 'PEER_NOT_READING' });
+    raw.destroy();
+    await l.close();
+  });
+
+  it('also counts frames: a flood of small answers unread is cut off (each held frame costs far more than its bytes)', async () => {
+    const path = join(tmp, 'pings.sock');
+    let closed: ((r: unknown) => void) | undefined;
+    const reason = new Promise((r) => (closed = r));
+    const l = await listenUnix({
+      path,
+      mode: 0o600,
+      identity: 'x',
+      async onChannel(ch) {
+        (ch as unknown as { on(e: string, f: (r: unknown) => void): void }).on('close', (r) => closed!(r));
+        for await (const m of ch.frames) void ch.send({ pong: m }).catch(() => {});
+      },
+    });
+    const raw = createConnection(path);
+    raw.pause();
+    raw.on('error', () => {});
+    await once(raw, 'connect');
+    const frame = Buffer.from(JSON.stringify({ t: 'ping', n: 1 }));
+    const one = Buffer.concat([Buffer.from([0, 0, 0, frame.length]), frame]);
+    for (let i = 0; i < 400 && !raw.destroyed; i++) {
+      raw.write(Buffer.concat(Array.from({ length: 500 }, () => one)));
+      await new Promise((r) => setTimeout(r, 2));
+    }
+    const r = (await reason) as { code: string; message: string };
+    expect(r.code).toBe('PEER_NOT_READING');
+    // The frame count tripped, well under the byte bound.
+    const [, frames, bytes] = /left (\d+) frames \((\d+) bytes\)/.exec(r.message)!;
+    expect(Number(frames)).toBe(4096);
+    expect(Number(bytes)).toBeLessThan(2 * 16 * 1024 * 1024);
     raw.destroy();
     await l.close();
   });

@@ -48,12 +48,13 @@ export class EventHub {
     let wake: (() => void) | undefined;
     let done = false;
     let last = opts.since ?? -1;
-    /** The seq of the last event `next` gave out: where to resume from. */
-    let delivered = opts.since ?? 0;
+    /** The seq of the last event `next` gave out: where to resume from (before the first one queued, if none yet). */
+    let delivered = opts.since;
     let overflow: VirtkitError | undefined;
     const limit = opts.maxQueued ?? MAX_QUEUED_EVENTS;
     const push = (e: DomainEvent) => {
       if (e.seq <= last || overflow) return;
+      delivered ??= e.seq - 1;
       if (queue.length >= limit) {
         overflow = new VirtkitError('IO_ERROR', `the event consumer fell ${limit} events behind and was dropped: resume with since ${delivered}`);
         queue.length = 0;
@@ -71,7 +72,16 @@ export class EventHub {
     };
     const buffered: DomainEvent[] = [];
     let replaying = opts.since !== undefined;
-    const off = this.on((e) => (replaying ? buffered.push(e) : push(e)));
+    // While the journal is read, live events wait here, bounded like the queue.
+    const off = this.on((e) => {
+      if (!replaying) return push(e);
+      if (buffered.length >= limit) {
+        overflow ??= new VirtkitError('IO_ERROR', `the event consumer fell ${limit} events behind and was dropped: resume with since ${opts.since}`);
+        finish();
+        return;
+      }
+      buffered.push(e);
+    });
     const replay = replaying
       ? this.store.eventsSince(opts.since!).then((old) => {
           for (const e of old) push(e);
