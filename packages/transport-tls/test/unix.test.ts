@@ -62,69 +62,54 @@ describe('unix transport', () => {
     await expect(listenUnix({ path: join(tmp, 'link', 'run', 'a.sock'), mode: 0o600, identity: 'x', onChannel() {} })).rejects.toThrow(/theirs belongs to uid 65534/);
   });
 
-  it('closes the channel of a peer that sends without reading what it is sent (PEER_NOT_READING)', async () => {
-    const path = join(tmp, 'deaf.sock');
+  /**
+   * A listener answering every frame (not awaited, as the rpc server answers concurrent calls
+   * and pings) and a raw client that writes `batches` of `frame` and never reads; resolves with
+   * the listener channel's close reason.
+   */
+  async function deafPeer(name: string, answer: (m: unknown) => unknown, frame: unknown, batches: number, perBatch: number, maxFrameBytes?: number) {
+    const path = join(tmp, name);
     let closed: ((r: unknown) => void) | undefined;
-    const reason = new Promise((r) => (closed = r));
+    const reason = new Promise<{ code: string; message: string }>((r) => (closed = r as (r: unknown) => void));
     const l = await listenUnix({
       path,
       mode: 0o600,
       identity: 'x',
-      maxFrameBytes: 64 * 1024,
+      ...(maxFrameBytes ? { maxFrameBytes } : {}),
       async onChannel(ch) {
         (ch as unknown as { on(e: string, f: (r: unknown) => void): void }).on('close', (r) => closed!(r));
-        // Each frame in gets a big answer out, which the peer never reads (not awaited: as the
-        // rpc server answers concurrent calls and pings).
-        for await (const m of ch.frames) void ch.send({ echo: m, pad: 'x'.repeat(60 * 1024) }).catch(() => {});
+        for await (const m of ch.frames) void ch.send(answer(m)).catch(() => {});
       },
     });
     const raw = createConnection(path);
     raw.pause(); // never reads
     raw.on('error', () => {}); // EPIPE once the server gave up on it
     await once(raw, 'connect');
-    const frame = Buffer.from(JSON.stringify({ hi: 1 }));
-    const header = Buffer.alloc(4);
-    header.writeUInt32BE(frame.length);
-    for (let i = 0; i < 2000 && !raw.destroyed; i++) {
-      raw.write(Buffer.concat([header, frame]));
-      if (i % 50 === 0) await new Promise((r) => setTimeout(r, 5));
+    const json = Buffer.from(JSON.stringify(frame));
+    const one = Buffer.concat([Buffer.from([0, 0, 0, 0]), json]);
+    one.writeUInt32BE(json.length);
+    for (let i = 0; i < batches && !raw.destroyed; i++) {
+      raw.write(Buffer.concat(Array.from({ length: perBatch }, () => one)));
+      await new Promise((r) => setTimeout(r, 2));
     }
-    expect(await reason).toMatchObject({ code: 'PEER_NOT_READING' });
+    const r = await reason;
     raw.destroy();
     await l.close();
+    return r;
+  }
+
+  it('closes the channel of a peer that sends without reading what it is sent (PEER_NOT_READING)', async () => {
+    const r = await deafPeer('deaf.sock', (m) => ({ echo: m, pad: 'x'.repeat(60 * 1024) }), { hi: 1 }, 200, 10, 64 * 1024);
+    expect(r).toMatchObject({ code: 'PEER_NOT_READING' });
   });
 
   it('also counts frames: a flood of small answers unread is cut off (each held frame costs far more than its bytes)', async () => {
-    const path = join(tmp, 'pings.sock');
-    let closed: ((r: unknown) => void) | undefined;
-    const reason = new Promise((r) => (closed = r));
-    const l = await listenUnix({
-      path,
-      mode: 0o600,
-      identity: 'x',
-      async onChannel(ch) {
-        (ch as unknown as { on(e: string, f: (r: unknown) => void): void }).on('close', (r) => closed!(r));
-        for await (const m of ch.frames) void ch.send({ pong: m }).catch(() => {});
-      },
-    });
-    const raw = createConnection(path);
-    raw.pause();
-    raw.on('error', () => {});
-    await once(raw, 'connect');
-    const frame = Buffer.from(JSON.stringify({ t: 'ping', n: 1 }));
-    const one = Buffer.concat([Buffer.from([0, 0, 0, frame.length]), frame]);
-    for (let i = 0; i < 400 && !raw.destroyed; i++) {
-      raw.write(Buffer.concat(Array.from({ length: 500 }, () => one)));
-      await new Promise((r) => setTimeout(r, 2));
-    }
-    const r = (await reason) as { code: string; message: string };
+    const r = await deafPeer('pings.sock', (m) => ({ pong: m }), { t: 'ping', n: 1 }, 400, 500);
     expect(r.code).toBe('PEER_NOT_READING');
     // The frame count tripped, well under the byte bound.
     const [, frames, bytes] = /left (\d+) frames \((\d+) bytes\)/.exec(r.message)!;
     expect(Number(frames)).toBe(4096);
     expect(Number(bytes)).toBeLessThan(2 * 16 * 1024 * 1024);
-    raw.destroy();
-    await l.close();
   });
 
   it('fails to connect to a missing socket with its errno code', async () => {
