@@ -326,15 +326,20 @@ export class RemoteConnection implements DomainConnection {
     if (signal?.aborted) return Promise.reject(new VirtkitError('CANCELLED', `${method} cancelled before it was sent`));
     const id = this.nextId++;
     return new Promise<T>((resolve, reject) => {
-      let onAbort: (() => void) | undefined;
-      const settle = <V>(f: (v: V) => void) => (v: V) => {
-        if (onAbort) signal!.removeEventListener('abort', onAbort);
-        f(v);
-      };
       const onProgress = job?.onProgress && this.features.includes(PROGRESS_FEATURE) ? job.onProgress : undefined;
-      this.pending.set(id, { method, resolve: settle(resolve as (v: unknown) => void), reject: settle(reject), ...(opened ? { opened } : {}), ...(onProgress ? { onProgress } : {}) });
+      const entry: Pending = { method, resolve: resolve as (v: unknown) => void, reject };
+      if (opened) entry.opened = opened;
+      if (onProgress) entry.onProgress = onProgress;
+      this.pending.set(id, entry);
       if (signal) {
-        onAbort = () => {
+        // Settling removes the abort listener (a call without a signal, most of them, pays nothing).
+        const settle = <V>(f: (v: V) => void) => (v: V) => {
+          signal.removeEventListener('abort', onAbort);
+          f(v);
+        };
+        entry.resolve = settle(entry.resolve);
+        entry.reject = settle(entry.reject);
+        const onAbort = () => {
           const p = this.pending.get(id);
           if (!p) return;
           if (this.features.includes(CANCEL_FEATURE)) {

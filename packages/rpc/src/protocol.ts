@@ -141,7 +141,11 @@ function isBig(v: object): v is { $big: string } {
 export function decodeValue(v: unknown, depth = 0): unknown {
   if (v === null || typeof v !== 'object') return v;
   if (depth >= MAX_VALUE_DEPTH) throw new VirtkitError('PROTOCOL_ERROR', `protocol error: a value nested deeper than ${MAX_VALUE_DEPTH} levels`);
-  if (Array.isArray(v)) return v.map((x) => decodeValue(x, depth + 1));
+  if (Array.isArray(v)) {
+    const out = new Array<unknown>(v.length);
+    for (let i = 0; i < v.length; i++) out[i] = decodeValue(v[i], depth + 1);
+    return out;
+  }
   if (isBig(v)) return BigInt(v.$big);
   const out: Record<string, unknown> = {};
   // Own data properties only; a "__proto__" key stays a plain key.

@@ -265,9 +265,10 @@ export class Connection implements DomainConnection {
     }
   }
 
-  private async domain(name: string): Promise<StoredDomain> {
+  /** The stored domain; `peek`: possibly the store's own object, only to be read. */
+  private async domain(name: string, peek = false): Promise<StoredDomain> {
     this.checkName(name);
-    const d = await this.store.getDomain(name);
+    const d = await (peek ? this.store.peekDomain(name) : this.store.getDomain(name));
     if (!d) throw new VirtkitError('NO_DOMAIN', `no domain named ${name} on ${this.uri.uri}`);
     return d;
   }
@@ -384,7 +385,8 @@ export class Connection implements DomainConnection {
 
   async info(name: string): Promise<DomainInfo & { details?: Record<string, unknown> }> {
     this.assertOpen();
-    const d = await this.domain(name);
+    // Only read (the request, the reuse key, the answer): no copy of the record.
+    const d = await this.domain(name, true);
     const c = (d.liveConfig ?? d.config) as unknown as DomainConfig;
     if (!this.supports('info')) {
       const kib = BigInt(c.memoryMiB) * 1024n;

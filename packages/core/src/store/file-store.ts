@@ -169,6 +169,11 @@ export class FileStore implements StateStore {
     return all.sort(byName);
   }
 
+  /** Every read is a fresh object here. */
+  peekDomain(name: string): Promise<Readonly<StoredDomain> | undefined> {
+    return this.getDomain(name);
+  }
+
   async getDomain(name: string): Promise<StoredDomain | undefined> {
     // Three small files read on this thread: thread-pool round trips would cost more than the reads.
     const d = readJsonFileSync<StoredDomain>(this.#file(name));

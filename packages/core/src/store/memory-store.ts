@@ -31,6 +31,11 @@ export class MemoryStore implements StateStore {
     return d && structuredClone(d);
   }
 
+  /** No copy (~3 µs a call saved for info): the stored objects are replaced, never changed in place. */
+  async peekDomain(name: string): Promise<Readonly<StoredDomain> | undefined> {
+    return this.#domains.get(name);
+  }
+
   putConfig(name: string, config: Record<string, unknown>): Promise<void> {
     return this.#lock.run(async () => {
       const old = this.#domains.get(name);

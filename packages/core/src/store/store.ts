@@ -8,6 +8,8 @@ import type { DomainEvent, DomainStatus, StoredDomain } from '../types.js';
 export interface StateStore {
   listDomains(): Promise<StoredDomain[]>;
   getDomain(name: string): Promise<StoredDomain | undefined>;
+  /** As getDomain, but the object may be the store's own (no copy): the caller only reads it. */
+  peekDomain(name: string): Promise<Readonly<StoredDomain> | undefined>;
   /** The domain with this uuid, if any. */
   findByUuid(uuid: string): Promise<StoredDomain | undefined>;
   /** Create or replace the persistent config; a new domain starts shut off. */
