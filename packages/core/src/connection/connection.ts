@@ -392,8 +392,10 @@ export class Connection implements DomainConnection {
       const kib = BigInt(c.memoryMiB) * 1024n;
       return { state: d.status.state, reason: d.status.reason, maxMemoryKib: BigInt(c.maxMemoryMiB ?? c.memoryMiB) * 1024n, memoryKib: isActive(d) ? kib : 0n, vcpus: c.vcpus, cpuTimeNs: 0n };
     }
-    // The request as run() makes it: what a reusable answer must have been given.
-    const key = { config: JSON.stringify(c), status: d.status, runtime: d.runtime };
+    // The request as run() makes it: what a reusable answer must have been given. The config's
+    // JSON only when it has to be compared (the same stored object is the same request).
+    let json: string | undefined;
+    const key = { get config() { return (json ??= JSON.stringify(c)); }, status: d.status, runtime: d.runtime, record: d };
     let answer = this.infoReuse.answer(name, key);
     if (!answer) {
       const out = await this.run({ kind: 'info', domain: d });

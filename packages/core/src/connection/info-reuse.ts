@@ -15,6 +15,12 @@ export interface InfoRequestKey {
   config: string;
   status: DomainStatus;
   runtime: string | undefined;
+  /**
+   * The stored record these came from, when the store hands out its own objects (the memory
+   * store: a record is replaced, never changed in place): the same object is the same request,
+   * without comparing the config.
+   */
+  record?: object;
 }
 
 interface Entry extends InfoRequestKey {
@@ -24,7 +30,8 @@ interface Entry extends InfoRequestKey {
 }
 
 const sameKey = (a: InfoRequestKey, b: InfoRequestKey) =>
-  a.runtime === b.runtime && a.status.state === b.status.state && a.status.reason === b.status.reason && a.config === b.config;
+  (a.record !== undefined && a.record === b.record) ||
+  (a.runtime === b.runtime && a.status.state === b.status.state && a.status.reason === b.status.reason && a.config === b.config);
 
 /** The process at pid, if it is the one that started at startTicks and has not exited. */
 function sameProcess(pid: number, startTicks: bigint) {
@@ -89,7 +96,7 @@ export class InfoReuse {
       }
       copy = { tag: 'process', val: [pid, startTicks] };
     } else copy = { tag: 'fixed' };
-    this.#entries.set(domain, { ...key, status: { ...key.status }, info: { ...out.info }, payload: out.payload, source: copy });
+    this.#entries.set(domain, { config: key.config, runtime: key.runtime, record: key.record, status: { ...key.status }, info: { ...out.info }, payload: out.payload, source: copy });
   }
 
   forget(domain: string): void {
