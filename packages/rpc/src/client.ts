@@ -3,7 +3,7 @@ import { Duplex } from 'node:stream';
 import { ErrorCodes, VirtkitError, type Capabilities, type DomainConfig, type DomainConnection, type DomainEvent, type DomainInfo, type DomainStatus, type DomainSummary, type ErrorCode, type ExecOptions, type ExecResult, type FieldError, type JobInfo, type JobOptions, type NodeInfo } from '@virtkit/core';
 import type { RpcChannel } from './channel.js';
 import { execParams, execResultOf } from './exec.js';
-import { CANCEL_FEATURE, decodeValue, encodeValue, FEATURES, isObject, PROGRESS_FEATURE, PROTOCOL_VERSIONS, SUBSCRIBE_EVENTS } from './protocol.js';
+import { CANCEL_FEATURE, decodeFrame, encodeValue, FEATURES, isObject, PROGRESS_FEATURE, PROTOCOL_VERSIONS, SUBSCRIBE_EVENTS } from './protocol.js';
 import { applyStreamFrame, Inbox, isStreamId, Outbox, STREAMS_FEATURE, type StreamFrame } from './stream.js';
 
 /** Default interval between keepalive pings. */
@@ -230,7 +230,7 @@ export class RemoteConnection implements DomainConnection {
 
   private onFrame(raw: unknown) {
     if (!isObject(raw)) return;
-    const m = decodeValue(raw) as Record<string, unknown>;
+    const m = decodeFrame(raw) as Record<string, unknown>;
     switch (m.t) {
       case 'pong':
         this.lastPong = Date.now();

@@ -153,4 +153,31 @@ export function decodeValue(v: unknown, depth = 0): unknown {
   return out;
 }
 
+/**
+ * decodeValue in place, for a value fresh from a frame (the receiver's own: the transport parsed
+ * it for us): bigints replace their {"$big"} objects where they stand, nothing is copied (two
+ * fewer allocations per member on every call and reply). Same bounds as decodeValue.
+ */
+export function decodeFrame(v: unknown, depth = 0): unknown {
+  if (v === null || typeof v !== 'object') return v;
+  if (depth >= MAX_VALUE_DEPTH) throw new VirtkitError('PROTOCOL_ERROR', `protocol error: a value nested deeper than ${MAX_VALUE_DEPTH} levels`);
+  if (Array.isArray(v)) {
+    for (let i = 0; i < v.length; i++) {
+      const x = v[i];
+      if (x !== null && typeof x === 'object') v[i] = decodeFrame(x, depth + 1);
+    }
+    return v;
+  }
+  if (isBig(v)) return BigInt(v.$big);
+  const o = v as Record<string, unknown>;
+  for (const k of Object.keys(o)) {
+    const x = o[k];
+    if (x === null || typeof x !== 'object') continue;
+    const y = decodeFrame(x, depth + 1);
+    // An own "__proto__" data property (JSON.parse makes one) takes the assignment; defined anyway to be sure.
+    if (y !== x) setOwn(o, k, y);
+  }
+  return o;
+}
+
 export const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);

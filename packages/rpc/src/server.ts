@@ -2,7 +2,7 @@
 // multiplexed by id, an event stream, keepalive answers.
 import type { Duplex } from 'node:stream';
 import { VirtkitError, type Connection, type JobOptions } from '@virtkit/core';
-import { CANCEL_FEATURE, decodeValue, encodeValue, FEATURES, isObject, PROGRESS_FEATURE, PROTOCOL_VERSIONS, SUBSCRIBE_EVENTS, type ServerMessage } from './protocol.js';
+import { CANCEL_FEATURE, decodeFrame, encodeValue, FEATURES, isObject, PROGRESS_FEATURE, PROTOCOL_VERSIONS, SUBSCRIBE_EVENTS, type ServerMessage } from './protocol.js';
 import type { RpcChannel } from './channel.js';
 import { serveExec } from './exec.js';
 import { applyStreamFrame, Inbox, isStreamId, MAX_STREAMS_PER_SESSION, Outbox, STREAM_FRAME_TYPES, STREAMS_FEATURE, type StreamFrame } from './stream.js';
@@ -417,7 +417,7 @@ export async function serveConnection<C extends RpcChannel>(channel: C, conn: Co
         }
         let params: unknown[];
         try {
-          params = decodeValue(m.params) as unknown[];
+          params = decodeFrame(m.params) as unknown[];
         } catch (e) {
           await abort((e as Error).message.replace(/^protocol error: /, ''));
           break;
