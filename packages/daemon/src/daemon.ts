@@ -221,6 +221,7 @@ export class Daemon {
     const wrapped: RpcChannel & { peer: typeof peer } = {
       peer,
       send: (v) => ch.send(v),
+      sendJson: (json) => ch.sendJson(json),
       close: () => ch.close(),
       get closeReason() {
         return ch.closeReason;

@@ -5,6 +5,8 @@ export interface RpcChannel {
   /** The authenticated identity of the other end (passed to the server's authorize hook). */
   readonly peer: unknown;
   send(value: unknown): Promise<void>;
+  /** Optional: send JSON text already serialised (one JSON value), as send would have made it. */
+  sendJson?(json: string): Promise<void>;
   /** Received frames in order; ends when the channel closes. Iterated once. */
   readonly frames: AsyncIterable<unknown>;
   close(): void;

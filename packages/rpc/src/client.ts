@@ -3,7 +3,7 @@ import { Duplex } from 'node:stream';
 import { ErrorCodes, VirtkitError, type Capabilities, type DomainConfig, type DomainConnection, type DomainEvent, type DomainInfo, type DomainStatus, type DomainSummary, type ErrorCode, type ExecOptions, type ExecResult, type FieldError, type JobInfo, type JobOptions, type NodeInfo } from '@virtkit/core';
 import type { RpcChannel } from './channel.js';
 import { execParams, execResultOf } from './exec.js';
-import { CANCEL_FEATURE, decodeFrame, encodeValue, FEATURES, isObject, PROGRESS_FEATURE, PROTOCOL_VERSIONS, SUBSCRIBE_EVENTS } from './protocol.js';
+import { CANCEL_FEATURE, decodeFrame, sendMessage, FEATURES, isObject, PROGRESS_FEATURE, PROTOCOL_VERSIONS, SUBSCRIBE_EVENTS } from './protocol.js';
 import { applyStreamFrame, Inbox, isStreamId, Outbox, STREAMS_FEATURE, type StreamFrame } from './stream.js';
 
 /** Default interval between keepalive pings. */
@@ -343,7 +343,7 @@ export class RemoteConnection implements DomainConnection {
           const p = this.pending.get(id);
           if (!p) return;
           if (this.features.includes(CANCEL_FEATURE)) {
-            this.channel.send(encodeValue({ t: 'cancel', id })).catch(() => {});
+            sendMessage(this.channel, { t: 'cancel', id }).catch(() => {});
             return;
           }
           this.pending.delete(id);
@@ -351,7 +351,7 @@ export class RemoteConnection implements DomainConnection {
         };
         signal.addEventListener('abort', onAbort, { once: true });
       }
-      this.channel.send(encodeValue({ t: 'call', id, method, params })).catch((e: unknown) => {
+      sendMessage(this.channel, { t: 'call', id, method, params }).catch((e: unknown) => {
         const p = this.pending.get(id);
         if (!p) return;
         this.pending.delete(id);

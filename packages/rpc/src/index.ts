@@ -1,11 +1,13 @@
 export type { RpcChannel } from './channel.js';
 export {
   CANCEL_FEATURE,
+  decodeFrame,
   decodeValue,
   encodeValue,
   FEATURES,
   PROGRESS_FEATURE,
   PROTOCOL_VERSIONS,
+  sendMessage,
   SUBSCRIBE_EVENTS,
   type Abort,
   type Call,

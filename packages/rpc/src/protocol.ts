@@ -113,6 +113,28 @@ export function encodeValue(v: unknown): unknown {
   return out;
 }
 
+/** encodeValue's conversions, as a JSON.stringify replacer (toJSON and undefined members are JSON's own). */
+function replacer(_key: string, v: unknown): unknown {
+  if (typeof v === 'bigint') return { [BIG]: v.toString() };
+  if (v !== null && typeof v === 'object' && ArrayBuffer.isView(v) && !(v instanceof DataView)) return Array.from(v as unknown as ArrayLike<number | bigint>);
+  return v;
+}
+
+/**
+ * Sends one message: serialised in one JSON pass with encodeValue's conversions when the channel
+ * takes JSON text (the transport's channels do), else encoded, then sent as a value.
+ */
+export function sendMessage(channel: { send(v: unknown): Promise<void>; sendJson?(json: string): Promise<void> }, m: unknown): Promise<void> {
+  if (!channel.sendJson) return channel.send(encodeValue(m));
+  let json: string;
+  try {
+    json = JSON.stringify(m, replacer);
+  } catch (e) {
+    return Promise.reject(e);
+  }
+  return channel.sendJson(json);
+}
+
 /** out[k] = x as an own data property, also for a key "__proto__" (which `=` would take as the prototype). */
 function setOwn(out: Record<string, unknown>, k: string, x: unknown): void {
   if (k === '__proto__') Object.defineProperty(out, k, { value: x, enumerable: true, writable: true, configurable: true });

@@ -2,7 +2,7 @@
 // multiplexed by id, an event stream, keepalive answers.
 import type { Duplex } from 'node:stream';
 import { VirtkitError, type Connection, type JobOptions } from '@virtkit/core';
-import { CANCEL_FEATURE, decodeFrame, encodeValue, FEATURES, isObject, PROGRESS_FEATURE, PROTOCOL_VERSIONS, SUBSCRIBE_EVENTS, type ServerMessage } from './protocol.js';
+import { CANCEL_FEATURE, decodeFrame, sendMessage, FEATURES, isObject, PROGRESS_FEATURE, PROTOCOL_VERSIONS, SUBSCRIBE_EVENTS, type ServerMessage } from './protocol.js';
 import type { RpcChannel } from './channel.js';
 import { serveExec } from './exec.js';
 import { applyStreamFrame, Inbox, isStreamId, MAX_STREAMS_PER_SESSION, Outbox, STREAM_FRAME_TYPES, STREAMS_FEATURE, type StreamFrame } from './stream.js';
@@ -178,7 +178,7 @@ function errorReply(id: number, e: unknown, method: string, onError: ServeOption
  */
 export async function serveConnection<C extends RpcChannel>(channel: C, conn: Connection, opts: ServeOptions<C['peer']> = {}): Promise<void> {
   const it = channel.frames[Symbol.asyncIterator]();
-  const send = (m: ServerMessage) => channel.send(encodeValue(m)).catch(() => {});
+  const send = (m: ServerMessage) => sendMessage(channel, m).catch(() => {});
   const stop = new AbortController();
   let subscribed = false;
   const streams = new Map<number, ServedStream>();
@@ -321,7 +321,7 @@ export async function serveConnection<C extends RpcChannel>(channel: C, conn: Co
       try {
         for await (const event of events) {
           if (stop.signal.aborted) break;
-          await channel.send(encodeValue({ t: 'event', event }));
+          await sendMessage(channel, { t: 'event', event });
         }
       } catch {
         channel.close();
@@ -371,7 +371,7 @@ export async function serveConnection<C extends RpcChannel>(channel: C, conn: Co
       if (reserved) opening--;
     }
     try {
-      await channel.send(encodeValue(reply));
+      await sendMessage(channel, reply);
     } catch (e) {
       // A reply that cannot be framed (over the maximum frame size, e.g. an exec's large
       // output) must not leave the call waiting forever: say so, in a frame that fits.

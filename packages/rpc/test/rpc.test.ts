@@ -8,7 +8,7 @@ import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { connect, Host, VirtkitError, type Connection, type DomainEvent } from '@virtkit/core';
 import { connect as dialTls, initCa, issueClient, issueServer, listen, type Channel, type Listener, type PeerIdentity } from '@virtkit/transport-tls';
-import { decodeValue, encodeValue, openRemote, serveConnection, type RemoteConnection } from '../src/index.js';
+import { decodeValue, encodeValue, openRemote, serveConnection, type RemoteConnection, decodeFrame, sendMessage } from '../src/index.js';
 import { pair } from './mem.js';
 import { failure } from './failure.js';
 
@@ -228,6 +228,18 @@ describe('protocol edge cases', () => {
     const e = encodeValue(d) as Record<string, unknown>;
     expect(Object.getPrototypeOf(e)).toBe(Object.prototype);
     expect(JSON.parse(JSON.stringify(e))).toEqual(wire);
+  });
+
+  it('writes the same JSON through a channel that takes JSON text (one pass) as through encodeValue, and decodes frames in place alike', async () => {
+    const v = { a: 1n << 70n, b: new Uint8Array([1, 2]), c: [undefined, -5n, new BigUint64Array([3n])], d: undefined, e: { toJSON: () => ({ big: 9n }) }, f: JSON.parse('{"__proto__":{"p":1}}') };
+    let text = '';
+    await sendMessage({ send: async () => {}, sendJson: async (j: string) => void (text = j) }, v);
+    let sent: unknown;
+    await sendMessage({ send: async (x: unknown) => void (sent = x) }, v);
+    expect(JSON.parse(text)).toEqual(JSON.parse(JSON.stringify(sent)));
+    expect(text).toBe(JSON.stringify(sent));
+    const wire = JSON.parse(text);
+    expect(decodeFrame(JSON.parse(text))).toEqual(decodeValue(wire));
   });
 
   it('refuses a client with no common version, with the reason', async () => {

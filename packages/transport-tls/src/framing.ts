@@ -53,6 +53,12 @@ export function encodeFrame(value: unknown, maxFrameBytes: number = DEFAULT_MAX_
     throw new FrameError('BAD_FRAME', `value is not JSON-serialisable: ${(e as Error).message}`);
   }
   if (json === undefined) throw new FrameError('BAD_FRAME', 'value is not JSON-serialisable');
+  return encodeJsonFrame(json, maxFrameBytes);
+}
+
+/** A frame of JSON text the caller made (it must be one JSON value: the reader parses it). */
+export function encodeJsonFrame(json: string, maxFrameBytes: number = DEFAULT_MAX_FRAME_BYTES): Buffer {
+  checkMax(maxFrameBytes);
   const payloadBytes = Buffer.byteLength(json, 'utf8');
   if (payloadBytes > maxFrameBytes) {
     throw new FrameError('FRAME_TOO_LARGE', `frame of ${payloadBytes} bytes exceeds the maximum of ${maxFrameBytes}`);
