@@ -190,14 +190,7 @@ export class SocketChannel extends EventEmitter implements Channel {
   };
 
   send(value: unknown): Promise<void> {
-    if (this.closed) return Promise.reject(new ChannelClosedError(this.reason));
-    let frame: Buffer;
-    try {
-      frame = encodeFrame(value, this.maxFrameBytes);
-    } catch (e) {
-      return Promise.reject(e);
-    }
-    return this.write(frame);
+    return this.write(() => encodeFrame(value, this.maxFrameBytes));
   }
 
   /**
@@ -206,17 +199,17 @@ export class SocketChannel extends EventEmitter implements Channel {
    * copying every value first.
    */
   sendJson(json: string): Promise<void> {
+    return this.write(() => encodeJsonFrame(json, this.maxFrameBytes));
+  }
+
+  private write(encode: () => Buffer): Promise<void> {
     if (this.closed) return Promise.reject(new ChannelClosedError(this.reason));
     let frame: Buffer;
     try {
-      frame = encodeJsonFrame(json, this.maxFrameBytes);
+      frame = encode();
     } catch (e) {
       return Promise.reject(e);
     }
-    return this.write(frame);
-  }
-
-  private write(frame: Buffer): Promise<void> {
     const queued = this.socket.writableLength;
     if ((queued > 0 && queued + frame.length > this.maxBufferedBytes) || this.unflushed >= this.maxUnflushedFrames) {
       // It would not read a close notice either: end the connection.
