@@ -237,9 +237,8 @@ export class RemoteConnection implements DomainConnection {
         return;
       case 'result':
       case 'error': {
-        const p = typeof m.id === 'number' ? this.pending.get(m.id) : undefined;
+        const p = typeof m.id === 'number' ? this.take(m.id) : undefined;
         if (!p) return;
-        this.pending.delete(m.id as number);
         if (m.t === 'result') {
           try {
             p.resolve(p.opened ? p.opened(m.value) : m.value);
@@ -320,6 +319,13 @@ export class RemoteConnection implements DomainConnection {
     return this.send<T>(method, params, undefined, opts);
   }
 
+  /** The call waiting for this id, no longer waiting (undefined if none: answered, or failed). */
+  private take(id: number): Pending | undefined {
+    const p = this.pending.get(id);
+    if (p) this.pending.delete(id);
+    return p;
+  }
+
   private send<T>(method: string, params: unknown[], opened?: (v: unknown) => unknown, job?: JobOptions): Promise<T> {
     if (this.failure) return Promise.reject(this.failure);
     const signal = job?.signal;
@@ -340,22 +346,17 @@ export class RemoteConnection implements DomainConnection {
         entry.resolve = settle(entry.resolve);
         entry.reject = settle(entry.reject);
         const onAbort = () => {
-          const p = this.pending.get(id);
-          if (!p) return;
+          if (!this.pending.has(id)) return;
           if (this.features.includes(CANCEL_FEATURE)) {
             sendMessage(this.channel, { t: 'cancel', id }).catch(() => {});
             return;
           }
-          this.pending.delete(id);
-          p.reject(new VirtkitError('CANCELLED', `${method} cancelled here; the daemon does not offer the "${CANCEL_FEATURE}" feature, so it may go on there`));
+          this.take(id)!.reject(new VirtkitError('CANCELLED', `${method} cancelled here; the daemon does not offer the "${CANCEL_FEATURE}" feature, so it may go on there`));
         };
         signal.addEventListener('abort', onAbort, { once: true });
       }
       sendMessage(this.channel, { t: 'call', id, method, params }).catch((e: unknown) => {
-        const p = this.pending.get(id);
-        if (!p) return;
-        this.pending.delete(id);
-        p.reject(VirtkitError.is(e) ? e : new VirtkitError('IO_ERROR', `connection to the daemon lost: cannot send ${method}: ${(e as Error).message}`, { cause: e }));
+        this.take(id)?.reject(VirtkitError.is(e) ? e : new VirtkitError('IO_ERROR', `connection to the daemon lost: cannot send ${method}: ${(e as Error).message}`, { cause: e }));
       });
     });
   }

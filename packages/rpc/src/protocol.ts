@@ -160,19 +160,8 @@ function isBig(v: object): v is { $big: string } {
 }
 
 /** The inverse of encodeValue (typed arrays come back as plain arrays). PROTOCOL_ERROR past the bounds above. */
-export function decodeValue(v: unknown, depth = 0): unknown {
-  if (v === null || typeof v !== 'object') return v;
-  if (depth >= MAX_VALUE_DEPTH) throw new VirtkitError('PROTOCOL_ERROR', `protocol error: a value nested deeper than ${MAX_VALUE_DEPTH} levels`);
-  if (Array.isArray(v)) {
-    const out = new Array<unknown>(v.length);
-    for (let i = 0; i < v.length; i++) out[i] = decodeValue(v[i], depth + 1);
-    return out;
-  }
-  if (isBig(v)) return BigInt(v.$big);
-  const out: Record<string, unknown> = {};
-  // Own data properties only; a "__proto__" key stays a plain key.
-  for (const k of Object.keys(v)) setOwn(out, k, decodeValue((v as Record<string, unknown>)[k], depth + 1));
-  return out;
+export function decodeValue(v: unknown): unknown {
+  return decode(v, 0, false);
 }
 
 /**
@@ -180,26 +169,28 @@ export function decodeValue(v: unknown, depth = 0): unknown {
  * it for us): bigints replace their {"$big"} objects where they stand, nothing is copied (two
  * fewer allocations per member on every call and reply). Same bounds as decodeValue.
  */
-export function decodeFrame(v: unknown, depth = 0): unknown {
+export function decodeFrame(v: unknown): unknown {
+  return decode(v, 0, true);
+}
+
+function decode(v: unknown, depth: number, inPlace: boolean): unknown {
   if (v === null || typeof v !== 'object') return v;
   if (depth >= MAX_VALUE_DEPTH) throw new VirtkitError('PROTOCOL_ERROR', `protocol error: a value nested deeper than ${MAX_VALUE_DEPTH} levels`);
   if (Array.isArray(v)) {
-    for (let i = 0; i < v.length; i++) {
-      const x = v[i];
-      if (x !== null && typeof x === 'object') v[i] = decodeFrame(x, depth + 1);
-    }
-    return v;
+    const out = inPlace ? v : new Array<unknown>(v.length);
+    for (let i = 0; i < v.length; i++) out[i] = decode(v[i], depth + 1, inPlace);
+    return out;
   }
   if (isBig(v)) return BigInt(v.$big);
   const o = v as Record<string, unknown>;
+  const out: Record<string, unknown> = inPlace ? o : {};
+  // Own data properties only; a "__proto__" key stays a plain key (JSON.parse makes it one).
   for (const k of Object.keys(o)) {
     const x = o[k];
-    if (x === null || typeof x !== 'object') continue;
-    const y = decodeFrame(x, depth + 1);
-    // An own "__proto__" data property (JSON.parse makes one) takes the assignment; defined anyway to be sure.
-    if (y !== x) setOwn(o, k, y);
+    const y = decode(x, depth + 1, inPlace);
+    if (!inPlace || y !== x) setOwn(out, k, y);
   }
-  return o;
+  return out;
 }
 
 export const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
