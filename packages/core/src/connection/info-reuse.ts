@@ -6,9 +6,8 @@
 // no driver step. Anything the domain goes through changes its status or runtime record (and a
 // config change, its config), so the request differs and the driver is asked again; the store
 // is read as before, so a change made by another process is seen the same way.
-import { realpathSync } from 'node:fs';
 import type { CpuTimeSource, DomainInfo, DomainStatus, Outcome } from '../types.js';
-import { readStat } from '../wasm/proc.js';
+import { executableOf, readStat } from '../wasm/proc.js';
 
 /** What an `info` request is, for reuse: the fields a driver's info may depend on. */
 export interface InfoRequestKey {
@@ -119,13 +118,9 @@ export class InfoReuse {
   #refusal(pid: number, startTicks: bigint): string | undefined {
     if (!Number.isInteger(pid) || pid <= 1) return `pid ${pid} is not a process the driver may name`;
     if (!sameProcess(pid, startTicks)) return '';
-    let exe: string;
-    try {
-      exe = realpathSync(`/proc/${pid}/exe`);
-    } catch {
-      return sameProcess(pid, startTicks) ? `the executable of pid ${pid} cannot be read` : '';
-    }
+    const exe = executableOf(pid);
     if (!sameProcess(pid, startTicks)) return '';
+    if (exe === undefined) return `the executable of pid ${pid} cannot be read`;
     return this.executables.includes(exe) ? undefined : `pid ${pid} runs ${exe}, which is not a granted executable`;
   }
 }

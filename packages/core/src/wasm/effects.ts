@@ -1,7 +1,7 @@
 // Performs a driver's effects, after checking each against the plugin's grant. Runs in the
 // plugin's worker thread, next to the component, so a step and its effect never cross
 // threads. Every effect is bounded in time; channels and child handles outlive operations.
-import { constants as C, readdirSync, readFileSync, realpathSync, rmdirSync, unlinkSync, type Dirent } from 'node:fs';
+import { constants as C, readdirSync, rmdirSync, unlinkSync, type Dirent } from 'node:fs';
 import { open, readFile, readdir, lstat, rm, mkdir, rename, unlink } from 'node:fs/promises';
 import { createConnection, type Socket } from 'node:net';
 import { basename, dirname, join } from 'node:path';
@@ -10,7 +10,7 @@ import { VirtkitError } from '../errors.js';
 import type { GrantChecker } from '../plugins/grants.js';
 import type { Effect, EffectResult, EventTrigger } from '../types.js';
 import { SpawnerLauncher, type Exit, type Launcher } from './launcher.js';
-import { hasExited, parseStat } from './proc.js';
+import { executableOf, hasExited, parseStat } from './proc.js';
 
 type E<T extends Effect['tag']> = Extract<Effect, { tag: T }> extends { val: infer V } ? V : never;
 
@@ -265,12 +265,8 @@ export class EffectPerformer {
     const own = this.children.get(pid);
     // Our child while it runs; once it exited its pid may belong to anyone: check as any pid.
     if (own && !own.exit) return;
-    let exe: string;
-    try {
-      exe = realpathSync(`/proc/${pid}/exe`);
-    } catch {
-      throw new VirtkitError('NOT_FOUND', `no process ${pid} (or its executable cannot be read)`);
-    }
+    const exe = executableOf(pid);
+    if (exe === undefined) throw new VirtkitError('NOT_FOUND', `no process ${pid} (or its executable cannot be read)`);
     if (!this.grant.grants.executables.includes(exe)) {
       throw new VirtkitError('GRANT_DENIED', `plugin ${this.grant.plugin} may not ${verb} pid ${pid}: it runs ${exe}, which is not a granted executable`);
     }

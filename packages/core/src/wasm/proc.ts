@@ -1,6 +1,6 @@
 // What core reads of a process from /proc: for effects (process-info, waits) in a plugin's
 // worker, and for info answered on the main thread (connection/info-reuse.ts).
-import { readFileSync } from 'node:fs';
+import { readFileSync, realpathSync } from 'node:fs';
 
 const CLOCK_TICKS = 100n;
 
@@ -32,4 +32,13 @@ export function readStat(pid: number): ProcStat | undefined {
 export function hasExited(pid: number): boolean {
   const state = readStat(pid)?.state;
   return state === undefined || state === 'Z' || state === 'X';
+}
+
+/** The program a process runs (/proc/PID/exe, symlinks resolved); undefined when it cannot be read: gone, a kernel thread, another user's. */
+export function executableOf(pid: number): string | undefined {
+  try {
+    return realpathSync(`/proc/${pid}/exe`);
+  } catch {
+    return undefined;
+  }
 }
