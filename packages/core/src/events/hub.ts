@@ -52,15 +52,16 @@ export class EventHub {
     let delivered = opts.since;
     let overflow: VirtkitError | undefined;
     const limit = opts.maxQueued ?? MAX_QUEUED_EVENTS;
+    /** Too far behind: what it holds goes, and next() names where to resume from. */
+    const drop = () => {
+      overflow ??= new VirtkitError('IO_ERROR', `the event consumer fell ${limit} events behind and was dropped: resume with since ${delivered}`);
+      queue.length = 0;
+      finish();
+    };
     const push = (e: DomainEvent) => {
       if (e.seq <= last || overflow) return;
       delivered ??= e.seq - 1;
-      if (queue.length >= limit) {
-        overflow = new VirtkitError('IO_ERROR', `the event consumer fell ${limit} events behind and was dropped: resume with since ${delivered}`);
-        queue.length = 0;
-        finish();
-        return;
-      }
+      if (queue.length >= limit) return drop();
       last = e.seq;
       queue.push(e);
       wake?.();
@@ -75,11 +76,8 @@ export class EventHub {
     // While the journal is read, live events wait here, bounded like the queue.
     const off = this.on((e) => {
       if (!replaying) return push(e);
-      if (buffered.length >= limit) {
-        overflow ??= new VirtkitError('IO_ERROR', `the event consumer fell ${limit} events behind and was dropped: resume with since ${opts.since}`);
-        finish();
-        return;
-      }
+      // (Nothing is delivered while the journal is read: `delivered` is still `since`.)
+      if (buffered.length >= limit) return drop();
       buffered.push(e);
     });
     const replay = replaying
