@@ -121,15 +121,15 @@ export function parseDaemonConfig(doc: unknown, file: string | undefined): Daemo
   const p = obj(c.pki, '/pki');
   known(p, '/pki', ['ca', 'cert', 'key', 'crl']);
   const dir = defaultPkiDir();
+  const ca = p.ca === undefined ? join(dir, 'ca-cert.pem') : path(p.ca, '/pki/ca');
   const pki = {
-    ca: p.ca === undefined ? join(dir, 'ca-cert.pem') : path(p.ca, '/pki/ca'),
+    ca,
     cert: p.cert === undefined ? join(dir, 'server-cert.pem') : path(p.cert, '/pki/cert'),
     key: p.key === undefined ? join(dir, 'server-key.pem') : path(p.key, '/pki/key'),
-    crl: { path: '', required: false },
+    // By default, the crl.pem beside the CA certificate (where `virtkit pki revoke-client --dir`
+    // writes it), wherever pki.ca points.
+    crl: p.crl === undefined ? { path: join(dirname(ca), 'crl.pem'), required: false } : { path: path(p.crl, '/pki/crl'), required: true },
   };
-  // By default, the crl.pem beside the CA certificate (where `virtkit pki revoke-client --dir`
-  // writes it), wherever pki.ca points.
-  pki.crl = p.crl === undefined ? { path: join(dirname(pki.ca), 'crl.pem'), required: false } : { path: path(p.crl, '/pki/crl'), required: true };
 
   const h = obj(c.host, '/host');
   known(h, '/host', ['stateRoot', 'runtimeRoot', 'cacheDir', 'pluginPaths', 'policy', 'stepTimeoutMs']);

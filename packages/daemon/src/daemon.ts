@@ -53,7 +53,7 @@ export class Daemon {
     // Without TLS listeners (local sockets only) no certificate is needed.
     const [ca, cert, key] = this.config.listen.length === 0 ? [] : await Promise.all([read(pki.ca, 'CA certificate (pki.ca)'), read(pki.cert, 'server certificate (pki.cert)'), read(pki.key, 'server key (pki.key)')]);
     // The revocation list (`virtkit pki revoke-client`): named in the config, it must be there;
-    // by default, the PKI directory's crl.pem is used when present.
+    // by default, the crl.pem beside the CA certificate is used when present.
     const crl = this.config.listen.length === 0 || (!pki.crl.required && !existsSync(pki.crl.path)) ? undefined : await read(pki.crl.path, 'revocation list (pki.crl)');
     if (crl) {
       // A CRL OpenSSL would reject (expired, another CA's) refuses every client silently: refuse to start instead.
@@ -164,7 +164,7 @@ export class Daemon {
   /** A session that fails in an unexpected way is logged and closed: it never takes the daemon down. */
   private serveSafely(ch: Channel, unixKind?: UnixKind): void {
     this.serve(ch, unixKind).catch((e: unknown) => {
-      this.log('error', 'session-failed', { transport: unixKind ? 'unix' : 'tls', message: messageOf(e).slice(0, 512) });
+      this.log('error', 'session-failed', { transport: unixKind ? 'unix' : 'tls', message: clip(messageOf(e), 512) });
       ch.close();
     });
   }
@@ -249,7 +249,7 @@ export class Daemon {
         try {
           allowed(method, params);
         } catch (e) {
-          if (++denied <= LOGGED_DENIALS) this.log('warn', 'call-denied', { ...who, method: method.slice(0, 64), node: nodeUri, message: messageOf(e).slice(0, 512) });
+          if (++denied <= LOGGED_DENIALS) this.log('warn', 'call-denied', { ...who, method: clip(method, 64), node: nodeUri, message: clip(messageOf(e), 512) });
           throw e;
         }
       },

@@ -305,8 +305,7 @@ export async function revokeCertificate(dir: string, opts: { commonName?: string
     throw new PkiError('INVALID_ARGUMENT', `${certFile} was not issued by the CA in ${dir}: a CRL of this CA cannot revoke it`);
   }
   const crlPath = join(dir, CRL_FILE);
-  // Each entry carries a reason (privilegeWithdrawn: the operator took the access back); an
-  // entry with an empty extension list is not valid DER to OpenSSL.
+  // Each entry says why (privilegeWithdrawn: the operator took the access back).
   const reason = x509.X509CrlReason.privilegeWithdrawn;
   const entries: Array<{ serialNumber: string; revocationDate: Date; reason: x509.X509CrlReason }> = [];
   if (await exists(crlPath)) {
