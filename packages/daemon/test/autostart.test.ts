@@ -2,13 +2,13 @@
 // starting their autostart domains: a real QEMU guest (scripts/build-test-guest.sh), under TCG
 // where KVM is not usable. The domains are defined in-process with core on the same state
 // root before the daemon starts, as an admin would have done earlier.
-import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { connect, Host } from '@virtkit/core';
 import { connectRemote, type RemoteConnection } from '@virtkit/rpc';
-import { DAEMON, hasGuest, hostOptions as hostOptionsAt, qemuPids, repo, tinyVm, until as untilFor } from './guest.js';
+import { hasGuest, hostOptions as hostOptionsAt, qemuPids, repo, stopGuests, tinyVm, until as untilFor } from './guest.js';
+import { spawnDaemon, type RunningDaemon } from './spawn.js';
 import { parseDaemonConfig } from '../src/config.js';
 
 
@@ -39,9 +39,7 @@ const vm = (name: string) => tinyVm(root, name);
 const until = (what: string, f: () => boolean, ms = 30000) => untilFor(what, f, ms, 50);
 
 describe.skipIf(!hasGuest && !process.env.CI)('virtkitd autostart on qemu:///system', () => {
-  let child: ChildProcess | undefined;
-  let err = '';
-  let exit: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+  let d: RunningDaemon | undefined;
   let remote: RemoteConnection | undefined;
 
   beforeAll(async () => {
@@ -59,21 +57,12 @@ describe.skipIf(!hasGuest && !process.env.CI)('virtkitd autostart on qemu:///sys
 
   afterAll(async () => {
     remote?.close();
-    if (child && child.exitCode === null && child.signalCode === null) {
-      child.kill('SIGKILL');
-      await exit;
+    if (d && d.child.exitCode === null && d.child.signalCode === null) {
+      d.child.kill('SIGKILL');
+      await d.exit;
     }
     // The daemon left the VM running on purpose: stop it through core, as an admin would.
-    const host = await new Host(hostOptionsAt(root)).init();
-    try {
-      const conn = await connect('qemu:///system', { host });
-      for (const d of await conn.listDomains()) await conn.destroy(d.name).catch(() => {});
-      await conn.close();
-    } finally {
-      await host.close();
-    }
-    for (const name of [AUTO, MANUAL]) for (const pid of qemuPids(name)) process.kill(pid, 'SIGKILL');
-    rmSync(root, { recursive: true, force: true });
+    await stopGuests(root, [AUTO, MANUAL]);
   });
 
   it('starts the autostart domain at start, and leaves it running when it stops', async () => {
@@ -84,17 +73,16 @@ describe.skipIf(!hasGuest && !process.env.CI)('virtkitd autostart on qemu:///sys
       host: { stateRoot: join(root, 'state'), runtimeRoot: join(root, 'run'), cacheDir: join(repo, '.cache', 'glue') },
       nodes: ['qemu:///system'],
     }));
-    child = spawn(process.execPath, [DAEMON, '--config', config], { cwd: root, stdio: ['ignore', 'ignore', 'pipe'] });
-    child.stderr!.setEncoding('utf8').on('data', (d: string) => (err += d));
-    exit = new Promise((r) => child!.on('exit', (code, signal) => r({ code, signal })));
+    d = spawnDaemon(config, root);
+    const { log, exit } = d;
     let exited = false;
     void exit.then(() => (exited = true));
-    await until('the autostart log line', () => exited || /"event":"autostart"/.test(err) || /"event":"autostart-failed"/.test(err), 60_000);
-    expect(exited, err).toBe(false);
-    expect(err).toMatch(/"event":"node-open"[^\n]*"node":"qemu:\/\/\/system"/);
-    expect(err).toContain(`"event":"autostart","node":"qemu:///system","domain":"${AUTO}"`);
-    expect(err).not.toMatch(/"event":"autostart-failed"/);
-    expect(err).not.toContain(`"domain":"${MANUAL}"`);
+    await until('the autostart log line', () => exited || /"event":"autostart"/.test(log()) || /"event":"autostart-failed"/.test(log()), 60_000);
+    expect(exited, log()).toBe(false);
+    expect(log()).toMatch(/"event":"node-open"[^\n]*"node":"qemu:\/\/\/system"/);
+    expect(log()).toContain(`"event":"autostart","node":"qemu:///system","domain":"${AUTO}"`);
+    expect(log()).not.toMatch(/"event":"autostart-failed"/);
+    expect(log()).not.toContain(`"domain":"${MANUAL}"`);
 
     const pids = qemuPids(AUTO);
     expect(pids).toHaveLength(1);
@@ -107,9 +95,9 @@ describe.skipIf(!hasGuest && !process.env.CI)('virtkitd autostart on qemu:///sys
     remote.close();
     remote = undefined;
 
-    child.kill('SIGTERM');
-    expect(await exit, err).toEqual({ code: 0, signal: null });
-    expect(err).toMatch(/"event":"stopped"/);
+    d.child.kill('SIGTERM');
+    expect(await exit, log()).toEqual({ code: 0, signal: null });
+    expect(log()).toMatch(/"event":"stopped"/);
     expect(qemuPids(AUTO)).toEqual(pids); // detached, not stopped
     expect(qemuPids(MANUAL)).toEqual([]);
   }, 90_000);

@@ -1,7 +1,7 @@
 // The BUILT virtkitd (run `pnpm build` first: this uses packages/daemon/dist), spawned as a
 // separate process with a temp config and PKI; clients are RemoteConnections from
 // connectRemote and the built virtkit command.
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -12,22 +12,19 @@ import { connectRemote, type RemoteConnection } from '@virtkit/rpc';
 import { connect as dialTls, initCa, issueClient, issueServer } from '@virtkit/transport-tls';
 import { parseDaemonConfig } from '../src/config.js';
 import { failure } from '../../rpc/test/failure.js';
+import { logged, logMatch, spawnDaemon, type RunningDaemon } from './spawn.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
-const DAEMON = join(here, '..', 'bin', 'virtkitd.js');
 const CLI = join(here, '..', '..', 'cli', 'bin', 'virtkit.js');
 const tmp = mkdtempSync(join(tmpdir(), 'virtkitd-test-'));
 const pki = join(tmp, 'pki');
 const web1 = { name: 'web1', memoryMiB: 256, vcpus: 1, os: { type: 'hvm' } };
 
-interface Daemon {
-  child: ChildProcess;
+interface Daemon extends RunningDaemon {
   port: number;
-  stderr(): string;
-  exit: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
 }
 
-function startDaemon(name: string, pkiExtra: Record<string, string> = {}): Promise<Daemon> {
+async function startDaemon(name: string, pkiExtra: Record<string, string> = {}): Promise<Daemon> {
   const config = join(tmp, `${name}.json`);
   writeFileSync(
     config,
@@ -45,30 +42,12 @@ function startDaemon(name: string, pkiExtra: Record<string, string> = {}): Promi
       },
     }),
   );
-  const child = spawn(process.execPath, [DAEMON, '--config', config], { cwd: tmp, stdio: ['ignore', 'ignore', 'pipe'] });
-  let err = '';
-  const exit = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((r) => child.on('exit', (code, signal) => r({ code, signal })));
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`virtkitd did not listen within 10 s: ${err}`)), 10_000);
-    child.stderr!.setEncoding('utf8').on('data', (d: string) => {
-      err += d;
-      const m = /"event":"listen"[^\n]*"port":(\d+)/.exec(err);
-      if (m) {
-        clearTimeout(timer);
-        resolve({ child, port: Number(m[1]), stderr: () => err, exit });
-      }
-    });
-    void exit.then(({ code }) => reject(new Error(`virtkitd exited (${code}): ${err}`)));
-  });
+  const d = spawnDaemon(config, tmp);
+  const m = await logMatch(d, /"event":"listen"[^\n]*"port":(\d+)/);
+  return { ...d, port: Number(m[1]) };
 }
 
 const creds = (user: string) => ({ ca: join(pki, 'ca-cert.pem'), cert: join(pki, 'clients', `${user}-cert.pem`), key: join(pki, 'clients', `${user}-key.pem`) });
-
-/** Waits (up to 3 s) until the daemon's log matches: its stderr may lag the client's answer. */
-async function logged(d: Daemon, re: RegExp): Promise<void> {
-  for (let i = 0; i < 60 && !re.test(d.stderr()); i++) await new Promise((r) => setTimeout(r, 50));
-  expect(d.stderr()).toMatch(re);
-}
 
 function virtkit(args: string[], env: Record<string, string>): Promise<{ code: number | null; stdout: string; stderr: string }> {
   return new Promise((resolve, reject) => {
@@ -240,7 +219,7 @@ describe('virtkitd', () => {
 
   it('logs peers by subject and fingerprint, never key material', async () => {
     await logged(d, /"event":"peer-connected"[^\n]*"cn":"admin","fingerprint256":"[0-9A-F:]{95}","role":"admin"/);
-    const log = d.stderr();
+    const log = d.log();
     expect(log).not.toMatch(/PRIVATE KEY/);
     for (const line of log.trim().split('\n')) expect(() => JSON.parse(line)).not.toThrow();
   });
@@ -248,7 +227,7 @@ describe('virtkitd', () => {
   it('stops on SIGTERM: exit 0, shutdown logged', async () => {
     d.child.kill('SIGTERM');
     expect(await d.exit).toEqual({ code: 0, signal: null });
-    expect(d.stderr()).toMatch(/"event":"shutdown","signal":"SIGTERM"/);
+    expect(d.log()).toMatch(/"event":"shutdown","signal":"SIGTERM"/);
   });
 });
 

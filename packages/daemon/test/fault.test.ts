@@ -4,13 +4,13 @@
 // usable) must survive; changes made through core while no daemon runs land in the node's
 // journal, and a client reconnecting to the restarted daemon with `since` = its last seq gets
 // exactly those events, once each, in order.
-import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { connect, Host, type DomainEvent } from '@virtkit/core';
 import { connectRemote, type RemoteConnection } from '@virtkit/rpc';
-import { DAEMON, hasGuest, hostOptions as hostOptionsAt, qemuPids, repo, stopGuests, tinyVm, until as untilFor } from './guest.js';
+import { hasGuest, hostOptions as hostOptionsAt, qemuPids, repo, stopGuests, tinyVm, until as untilFor } from './guest.js';
+import { spawnDaemon, type RunningDaemon } from './spawn.js';
 
 
 // Short paths: a unix socket path must stay under 108 bytes.
@@ -23,26 +23,17 @@ const config = join(root, 'virtkitd.json');
 const vm = (name: string) => tinyVm(root, name);
 
 
-interface Daemon {
-  child: ChildProcess;
-  exit: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
-  log: () => string;
-}
-const daemons: Daemon[] = [];
+const daemons: RunningDaemon[] = [];
 const remotes: RemoteConnection[] = [];
 
-function startDaemon(): Daemon {
-  const child = spawn(process.execPath, [DAEMON, '--config', config], { cwd: root, stdio: ['ignore', 'ignore', 'pipe'] });
-  let err = '';
-  child.stderr!.setEncoding('utf8').on('data', (d: string) => (err += d));
-  const exit = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((r) => child.on('exit', (code, signal) => r({ code, signal })));
-  const d = { child, exit, log: () => err };
+function startDaemon(): RunningDaemon {
+  const d = spawnDaemon(config, root);
   daemons.push(d);
   return d;
 }
 
 /** Connects once the daemon listens and serves the node (retrying while the socket is not up). */
-async function connectWhenUp(d: Daemon, ms = 30_000): Promise<RemoteConnection> {
+async function connectWhenUp(d: RunningDaemon, ms = 30_000): Promise<RemoteConnection> {
   const end = Date.now() + ms;
   for (;;) {
     if (d.child.exitCode !== null || d.child.signalCode !== null) throw new Error(`the daemon exited: ${d.log()}`);

@@ -6,14 +6,15 @@
 // through virtkitd (feature 'streams'): over TLS with connectRemote, with the virtkit command
 // over +tls and +unix, denied to read-only and out-of-glob operator identities, closed when the
 // domain is destroyed.
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import type { Duplex } from 'node:stream';
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { VirtkitError, type DomainEvent } from '@virtkit/core';
 import { connectRemote, type RemoteConnection } from '@virtkit/rpc';
-import { DAEMON, hasGuest, qemuPids, repo, stopGuests, tinyVm, until as untilFor } from './guest.js';
+import { hasGuest, qemuPids, repo, stopGuests, tinyVm, until as untilFor } from './guest.js';
+import { logMatch, spawnDaemon, type RunningDaemon } from './spawn.js';
 import { initCa, issueClient, issueServer } from '@virtkit/transport-tls';
 
 
@@ -37,31 +38,16 @@ const serial = () => {
 
 const until = (what: string, f: () => boolean, ms = 30_000) => untilFor(what, f, ms, 25);
 
-interface Daemon {
-  child: ChildProcess;
+interface Daemon extends RunningDaemon {
   port: number;
-  log: () => string;
-  exit: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
 }
 let daemon: Daemon | undefined;
 const remotes: RemoteConnection[] = [];
 
-function startDaemon(configFile = config): Promise<Daemon> {
-  const child = spawn(process.execPath, [DAEMON, '--config', configFile], { cwd: root, stdio: ['ignore', 'ignore', 'pipe'] });
-  let err = '';
-  const exit = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((r) => child.on('exit', (code, signal) => r({ code, signal })));
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`virtkitd did not listen within 15 s: ${err}`)), 15_000);
-    child.stderr!.setEncoding('utf8').on('data', (d: string) => {
-      err += d;
-      const m = /"event":"listen"[^\n]*"port":(\d+)/.exec(err);
-      if (m) {
-        clearTimeout(timer);
-        resolve({ child, port: Number(m[1]), log: () => err, exit });
-      }
-    });
-    void exit.then(({ code }) => reject(new Error(`virtkitd exited (${code}): ${err}`)));
-  });
+async function startDaemon(configFile = config): Promise<Daemon> {
+  const d = spawnDaemon(configFile, root);
+  const m = await logMatch(d, /"event":"listen"[^\n]*"port":(\d+)/, 15_000);
+  return { ...d, port: Number(m[1]) };
 }
 
 const creds = (cn: string) => ({ ca: join(pki, 'ca-cert.pem'), cert: join(pki, 'clients', `${cn}-cert.pem`), key: join(pki, 'clients', `${cn}-key.pem`) });

@@ -1,6 +1,6 @@
 // The BUILT virtkitd (run `pnpm build` first) serving its local unix sockets only (listen: [],
 // so no PKI): socket modes, the admin and read-only roles, the CLI, a stale socket replaced.
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { existsSync, lstatSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -11,9 +11,9 @@ import { connectUnix } from '@virtkit/transport-tls';
 import { once } from 'node:events';
 import { createConnection } from 'node:net';
 import { failure } from '../../rpc/test/failure.js';
+import { logged, logMatch, spawnDaemon, type RunningDaemon } from './spawn.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
-const DAEMON = join(here, '..', 'bin', 'virtkitd.js');
 const CLI = join(here, '..', '..', 'cli', 'bin', 'virtkit.js');
 const tmp = mkdtempSync(join(tmpdir(), 'virtkitd-unix-'));
 const sockDir = join(tmp, 'sock'); // created by the daemon
@@ -21,29 +21,12 @@ const adminSock = join(sockDir, 'admin.sock');
 const roSock = join(sockDir, 'ro.sock');
 const web1 = { name: 'web1', memoryMiB: 256, vcpus: 1, os: { type: 'hvm' } };
 
-interface Running {
-  child: ChildProcess;
-  stderr(): string;
-  exit: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
-}
-
-function startDaemon(): Promise<Running> {
+async function startDaemon(): Promise<RunningDaemon> {
   const config = join(tmp, 'virtkitd.json');
   writeFileSync(config, JSON.stringify({ listen: [], unix: { admin: adminSock, readOnly: roSock }, host: { stateRoot: 'state', runtimeRoot: 'run' } }));
-  const child = spawn(process.execPath, [DAEMON, '--config', config], { cwd: tmp, stdio: ['ignore', 'ignore', 'pipe'] });
-  let err = '';
-  const exit = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((r) => child.on('exit', (code, signal) => r({ code, signal })));
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`virtkitd did not listen within 10 s: ${err}`)), 10_000);
-    child.stderr!.setEncoding('utf8').on('data', (d: string) => {
-      err += d;
-      if (/"event":"listen"[^\n]*"socket":"read-only"/.test(err)) {
-        clearTimeout(timer);
-        resolve({ child, stderr: () => err, exit });
-      }
-    });
-    void exit.then(({ code }) => reject(new Error(`virtkitd exited (${code}): ${err}`)));
-  });
+  const d = spawnDaemon(config, tmp);
+  await logMatch(d, /"event":"listen"[^\n]*"socket":"read-only"/);
+  return d;
 }
 
 function virtkit(args: string[], extraEnv: Record<string, string> = {}): Promise<{ code: number | null; stdout: string; stderr: string }> {
@@ -60,11 +43,6 @@ function virtkit(args: string[], extraEnv: Record<string, string> = {}): Promise
   });
 }
 
-async function logged(d: Running, re: RegExp): Promise<void> {
-  for (let i = 0; i < 60 && !re.test(d.stderr()); i++) await new Promise((r) => setTimeout(r, 50));
-  expect(d.stderr()).toMatch(re);
-}
-
 const open: RemoteConnection[] = [];
 const dial = async (sock: string) => {
   const r = await connectRemote(`test+unix:///default?socket=${sock}`, { keepaliveMs: 0 });
@@ -78,7 +56,7 @@ afterAll(() => {
 });
 
 describe('virtkitd on unix sockets', () => {
-  let d: Running | undefined;
+  let d: RunningDaemon | undefined;
   afterAll(() => void d?.child.kill('SIGKILL'));
 
   it('creates the sockets with modes 0600 (admin) and 0666 (read-only)', async () => {
@@ -87,7 +65,7 @@ describe('virtkitd on unix sockets', () => {
     expect(lstatSync(adminSock).mode & 0o777).toBe(0o600);
     expect(lstatSync(roSock).mode & 0o777).toBe(0o666);
     expect(lstatSync(sockDir).mode & 0o777).toBe(0o755);
-    expect(d.stderr()).toContain(`"event":"listen","unix":${JSON.stringify(adminSock)},"socket":"admin"`);
+    expect(d.log()).toContain(`"event":"listen","unix":${JSON.stringify(adminSock)},"socket":"admin"`);
   });
 
   it('gives the admin socket the admin role', async () => {
@@ -109,12 +87,12 @@ describe('virtkitd on unix sockets', () => {
   });
 
   it('logs a session\'s first 20 denials, then counts the rest in its peer-closed line', async () => {
-    const before = (d!.stderr().match(/"event":"call-denied"/g) ?? []).length;
+    const before = (d!.log().match(/"event":"call-denied"/g) ?? []).length;
     const viewer = await connectRemote(`test+unix:///default?socket=${roSock}`, { keepaliveMs: 0 });
     for (let i = 0; i < 30; i++) expect((await failure(viewer.start('web1'))).code).toBe('ACCESS_DENIED');
     viewer.close();
     await logged(d!, /"event":"peer-closed"[^\n]*"deniedCalls":30/);
-    expect((d!.stderr().match(/"event":"call-denied"/g) ?? []).length - before).toBe(20);
+    expect((d!.log().match(/"event":"call-denied"/g) ?? []).length - before).toBe(20);
   });
 
   it('serves exec on the admin socket (the virtkit command too) and denies it on the read-only one', async () => {
